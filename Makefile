@@ -1,0 +1,45 @@
+# Shoebox: `make run` starts everything, `make test` runs every test.
+# Both install what they need first (a venv in .venv, Debian packages for tests).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LIBRARY ?=
+
+.PHONY: run test install install-test system-deps bench clean-data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall only when a requirements file changes.
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+system-deps:
+	@scripts/system-deps.sh
+
+run: install
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	@if [ -n "$(LIBRARY)" ]; then $(BIN)/python manage.py import_library "$(LIBRARY)"; fi
+	$(BIN)/python manage.py serve
+
+test: install-test system-deps
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
+
+bench: install-test system-deps
+	$(BIN)/python bench/import_bench.py
+
+clean-data:
+	-$(BIN)/python manage.py shoebox_db stop
+	rm -rf data

@@ -1,0 +1,196 @@
+"""Queries behind the gallery pages: grid pages, neighbours, filter choices, job counts.
+
+The grid pages with a keyset cursor on (taken_at, id) — never OFFSET — so
+page 1,000 costs what page 1 costs, and the (taken_at, id) index serves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import Count, Max, Q
+
+from gallery import stages
+from gallery.models import Library, Photo, PhotoStage, SourceFile
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class GridFilters:
+    library_id: int | None = None
+    folder: str = ""
+    year: int | None = None
+
+    @classmethod
+    def from_query(cls, query) -> GridFilters:
+        """Read filters from GET parameters; ValueError with a readable message if malformed."""
+        f = cls()
+        if query.get("library"):
+            try:
+                f.library_id = int(query["library"])
+            except ValueError:
+                raise ValueError("library must be a library id") from None
+        f.folder = (query.get("folder") or "").strip().strip("/")
+        if f.folder and f.library_id is None:
+            raise ValueError("a folder filter needs a library")
+        if query.get("year"):
+            try:
+                f.year = int(query["year"])
+            except ValueError:
+                raise ValueError("year must be a number like 2023") from None
+            if not 1800 <= f.year <= 2200:
+                raise ValueError("year must be between 1800 and 2200")
+        return f
+
+    def apply(self, qs):
+        if self.library_id is not None:
+            qs = qs.in_folder(self.library_id, self.folder) if self.folder else qs.in_library(self.library_id)
+        if self.year is not None:
+            qs = qs.in_year(self.year)
+        return qs
+
+    def as_query(self) -> str:
+        params = {}
+        if self.library_id is not None:
+            params["library"] = self.library_id
+        if self.folder:
+            params["folder"] = self.folder
+        if self.year is not None:
+            params["year"] = self.year
+        return urlencode(params)
+
+    @property
+    def active(self) -> bool:
+        return self.library_id is not None or self.year is not None
+
+
+def encode_cursor(photo: Photo) -> str:
+    delta = photo.taken_at - EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}_{photo.pk}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        micros, pk = cursor.split("_")
+        return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    except (ValueError, OverflowError):
+        raise ValueError("malformed page cursor") from None
+
+
+@dataclass
+class GridPage:
+    photos: list[Photo]
+    next_cursor: str | None
+    query: str
+
+
+def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | None = None) -> GridPage:
+    size = size or settings.GALLERY_PAGE_SIZE
+    qs = filters.apply(Photo.objects.visible())
+    if cursor:
+        taken_at, pk = decode_cursor(cursor)
+        qs = qs.before(taken_at, pk)
+    photos = list(
+        qs.newest_first().only(
+            "id", "content_hash", "taken_at", "taken_at_offset", "width", "height", "thumbnails_at",
+            "place_city", "place_country", "title",
+        )[: size + 1]
+    )
+    more = len(photos) > size
+    photos = photos[:size]
+    return GridPage(photos, encode_cursor(photos[-1]) if more else None, filters.as_query())
+
+
+def neighbour(photo: Photo, filters: GridFilters, *, newer: bool) -> Photo | None:
+    """The photo before (newer) or after (older) ``photo`` in the grid's order."""
+    qs = filters.apply(Photo.objects.visible()).exclude(pk=photo.pk)
+    if newer:
+        qs = qs.filter(Q(taken_at__gt=photo.taken_at) | Q(taken_at=photo.taken_at, id__gt=photo.pk))
+        return qs.order_by("taken_at", "id").only("id").first()
+    return qs.before(photo.taken_at, photo.pk).newest_first().only("id").first()
+
+
+def years(filters: GridFilters) -> list[int]:
+    """Years that have photos, newest first: one index probe per year (a loose index scan)."""
+    base = GridFilters(library_id=filters.library_id, folder=filters.folder).apply(
+        Photo.objects.filter(status=Photo.Status.OK)
+    )
+    found = []
+    upper = None
+    while len(found) < 300:
+        qs = base if upper is None else base.filter(taken_at__lt=upper)
+        newest = qs.aggregate(m=Max("taken_at"))["m"]
+        if newest is None:
+            break
+        year = newest.astimezone(timezone.utc).year
+        found.append(year)
+        upper = datetime(year, 1, 1, tzinfo=timezone.utc)
+    return found
+
+
+def folders(library_id: int) -> list[str]:
+    """Every folder holding photos in a library, parents included, sorted."""
+    leaves = (
+        SourceFile.objects.filter(library_id=library_id, outcome=SourceFile.Outcome.PHOTO, missing=False)
+        .values_list("folder", flat=True)
+        .distinct()
+    )
+    result = set()
+    for leaf in leaves:
+        parts = leaf.split("/") if leaf else []
+        for i in range(1, len(parts) + 1):
+            result.add("/".join(parts[:i]))
+    return sorted(result)
+
+
+def library_rows() -> list[dict]:
+    rows = []
+    counts = {
+        (r["library_id"], r["outcome"], r["missing"]): r["n"]
+        for r in SourceFile.objects.values("library_id", "outcome", "missing").annotate(n=Count("id")).order_by()
+    }
+    for lib in Library.objects.all():
+        rows.append({
+            "library": lib,
+            "photos": counts.get((lib.pk, "photo", False), 0),
+            "skipped": counts.get((lib.pk, "skipped", False), 0),
+            "failed": counts.get((lib.pk, "failed", False), 0),
+            "missing": sum(v for (lib_id, _, missing), v in counts.items() if lib_id == lib.pk and missing),
+        })
+    return rows
+
+
+def jobs_summary() -> dict:
+    counts = stages.stage_counts()
+    rows = []
+    for stage, by_state in counts.items():
+        total = sum(by_state.values())
+        remaining = sum(by_state.get(s, 0) for s in ("pending", "queued", "running"))
+        rows.append({
+            "stage": stage,
+            "counts": by_state,
+            "total": total,
+            "percent": round(100 * by_state.get("done", 0) / total) if total else 100,
+            "remaining": remaining,
+            "eta": stages.eta_seconds(stage) if remaining else 0,
+        })
+    scanning = list(Library.objects.filter(scan_state__in=["queued", "scanning"]))
+    outcomes = dict(
+        SourceFile.objects.exclude(outcome=SourceFile.Outcome.PHOTO)
+        .values_list("outcome").annotate(n=Count("id")).order_by()
+    )
+    busy = bool(scanning) or any(r["remaining"] for r in rows)
+    return {
+        "stage_rows": rows,
+        "scanning": scanning,
+        "skipped_files": outcomes.get("skipped", 0),
+        "failed_files": outcomes.get("failed", 0),
+        "broken_photos": Photo.objects.filter(status=Photo.Status.BROKEN).count(),
+        "busy": busy,
+        "stages": PhotoStage.Stage,
+    }

@@ -1,0 +1,251 @@
+"""Libraries, photos, the files they came from, and per-photo stage state."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta, timezone
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone as djtz
+
+
+class Library(models.Model):
+    """A root folder that Shoebox imports from. Rescans are incremental."""
+
+    name = models.CharField(max_length=200, unique=True)
+    root = models.CharField(max_length=4096, unique=True, help_text="Absolute path of the folder")
+    created_at = models.DateTimeField(auto_now_add=True)
+    scan_state = models.CharField(max_length=20, default="idle")  # idle, queued, scanning, failed
+    scan_started_at = models.DateTimeField(null=True, blank=True)
+    scan_finished_at = models.DateTimeField(null=True, blank=True)
+    scan_error = models.TextField(blank=True)
+    last_scan_totals = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "libraries"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def root_bytes(self) -> bytes:
+        return os.fsencode(self.root)
+
+
+class PhotoQuerySet(models.QuerySet):
+    def visible(self):
+        """Photos to show in the gallery: decodable and with at least one file present."""
+        return self.filter(status=Photo.Status.OK).filter(
+            models.Exists(SourceFile.objects.filter(photo=models.OuterRef("pk"), missing=False))
+        )
+
+    def in_library(self, library_id):
+        return self.filter(
+            models.Exists(SourceFile.objects.filter(photo=models.OuterRef("pk"), library_id=library_id))
+        )
+
+    def in_folder(self, library_id, folder: str):
+        """Photos with a file in ``folder`` or any folder below it."""
+        files = SourceFile.objects.filter(photo=models.OuterRef("pk"), library_id=library_id)
+        if folder:
+            files = files.filter(models.Q(folder=folder) | models.Q(folder__startswith=folder + "/"))
+        return self.filter(models.Exists(files))
+
+    def in_year(self, year: int):
+        # A range, not __year, so the (taken_at, id) index serves it.
+        start = djtz.datetime(year, 1, 1, tzinfo=timezone.utc)
+        return self.filter(taken_at__gte=start, taken_at__lt=start.replace(year=year + 1))
+
+    def newest_first(self):
+        return self.order_by("-taken_at", "-id")
+
+    def before(self, taken_at, pk):
+        """Keyset page boundary: photos that sort after (taken_at, pk) newest-first."""
+        return self.filter(models.Q(taken_at__lt=taken_at) | models.Q(taken_at=taken_at, id__lt=pk))
+
+
+class Photo(models.Model):
+    """One image, identified by the SHA-256 of its content.
+
+    The same content found at several paths is one photo with several
+    SourceFiles; a moved file keeps its photo and all that hangs off it.
+    """
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        BROKEN = "broken"  # header read, but the pixels cannot be decoded
+
+    content_hash = models.CharField(max_length=64, unique=True)
+    file_size = models.BigIntegerField()
+    format = models.CharField(max_length=32)  # JPEG, PNG, HEIF, RAW-CR2 …
+    mime_type = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)  # as displayed (orientation applied)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    orientation = models.PositiveSmallIntegerField(default=1)
+    frames = models.PositiveIntegerField(default=1)
+
+    # Capture time. Naive camera clocks are stored as if UTC ("floating"),
+    # so the wall-clock time shown is always the one the camera recorded;
+    # taken_at_offset is set when the file says which offset it was.
+    taken_at = models.DateTimeField()
+    taken_at_offset = models.CharField(max_length=6, blank=True)  # "+02:00"
+    taken_at_source = models.CharField(max_length=40)  # exif:DateTimeOriginal, xmp:…, filename, file mtime
+
+    camera_make = models.CharField(max_length=100, blank=True)
+    camera_model = models.CharField(max_length=100, blank=True)
+    lens = models.CharField(max_length=200, blank=True)
+    focal_length = models.FloatField(null=True, blank=True)  # mm
+    aperture = models.FloatField(null=True, blank=True)  # f-number
+    exposure_time = models.FloatField(null=True, blank=True)  # seconds
+    iso = models.PositiveIntegerField(null=True, blank=True)
+
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    altitude = models.FloatField(null=True, blank=True)
+    place_city = models.CharField(max_length=200, blank=True)
+    place_region = models.CharField(max_length=200, blank=True)
+    place_country = models.CharField(max_length=100, blank=True)
+    place_country_code = models.CharField(max_length=2, blank=True)
+
+    # What the owner (or their other tools) already wrote into the file or its sidecar.
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    keywords = ArrayField(models.CharField(max_length=500), default=list, blank=True)
+    rating = models.SmallIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)  # everything else read, JSON-safe
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OK)
+    broken_reason = models.TextField(blank=True)
+    thumbnails_at = models.DateTimeField(null=True, blank=True)
+    imported_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PhotoQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The gallery grid: newest first, keyset pagination on (taken_at, id).
+            models.Index(fields=["-taken_at", "-id"], name="photo_taken_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Photo {self.pk} ({self.content_hash[:10]})"
+
+    @property
+    def local_taken_at(self):
+        """Capture time as the camera's wall clock (in its own offset when known)."""
+        if self.taken_at_offset:
+            sign = -1 if self.taken_at_offset.startswith("-") else 1
+            hours, minutes = self.taken_at_offset[1:].split(":")
+            tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
+            return self.taken_at.astimezone(tz)
+        return self.taken_at.astimezone(timezone.utc)
+
+    @property
+    def place(self) -> str:
+        return ", ".join(p for p in (self.place_city, self.place_region, self.place_country) if p)
+
+    @property
+    def camera(self) -> str:
+        make, model = self.camera_make.strip(), self.camera_model.strip()
+        if make and model.lower().startswith(make.split()[0].lower()):
+            return model
+        return " ".join(p for p in (make, model) if p)
+
+    @property
+    def exposure_display(self) -> str:
+        if not self.exposure_time:
+            return ""
+        if self.exposure_time >= 1:
+            return f"{self.exposure_time:g} s"
+        return f"1/{round(1 / self.exposure_time)} s"
+
+    def present_files(self):
+        return self.files.filter(missing=False).select_related("library")
+
+
+class SourceFile(models.Model):
+    """A file found under a library root, whatever became of it.
+
+    Every file the scanner meets gets a row: a photo's file, or a file
+    skipped or failed with its reason. Paths are kept as raw bytes so names
+    that are not valid UTF-8 survive; ``relpath`` is for display.
+    """
+
+    class Outcome(models.TextChoices):
+        PHOTO = "photo"
+        SKIPPED = "skipped"  # not something we import (video, document, sidecar …)
+        FAILED = "failed"  # looked like an image but could not be read
+
+    library = models.ForeignKey(Library, on_delete=models.CASCADE, related_name="files")
+    path_bytes = models.BinaryField()
+    relpath = models.TextField()
+    folder = models.TextField(blank=True)  # display path of the parent folder, "" at the root
+    size = models.BigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    photo = models.ForeignKey(Photo, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    missing = models.BooleanField(default=False)
+    missing_since = models.DateTimeField(null=True, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(default=djtz.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["library", "path_bytes"], name="sourcefile_unique_path"),
+        ]
+        indexes = [
+            # Gallery filters by library and folder (EXISTS on photo).
+            models.Index(fields=["photo", "library", "folder"], name="sourcefile_photo_lib_folder"),
+            # Folder list of a library.
+            models.Index(fields=["library", "folder"], name="sourcefile_lib_folder"),
+            # Jobs page: skipped and failed files with reasons.
+            models.Index(fields=["outcome"], name="sourcefile_outcome", condition=~models.Q(outcome="photo")),
+        ]
+
+    def __str__(self) -> str:
+        return self.relpath
+
+    @property
+    def abspath_bytes(self) -> bytes:
+        return os.path.join(self.library.root_bytes, bytes(self.path_bytes))
+
+    @property
+    def abspath_display(self) -> str:
+        return os.path.join(self.library.root, self.relpath)
+
+
+class PhotoStage(models.Model):
+    """Where one photo stands in one processing stage."""
+
+    class Stage(models.TextChoices):
+        THUMBNAIL = "thumbnail"
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # needs doing, not yet handed to the worker
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        UNAVAILABLE = "unavailable"  # waits for something outside (e.g. model weights)
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="stages")
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    duration = models.FloatField(null=True, blank=True)  # seconds, last attempt
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["photo", "stage"], name="photostage_unique")]
+        indexes = [
+            # Jobs page counts and "what is pending for stage X".
+            models.Index(fields=["stage", "state"], name="photostage_stage_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.photo_id}:{self.stage}={self.state}"

@@ -1,0 +1,453 @@
+"""Walk a library root and bring the database in line with what is on disk.
+
+One scan accounts for every file under the root: each becomes a photo's file
+(new, unchanged, updated, moved or a duplicate of known content) or a file
+skipped or failed with a human-readable reason. Files that were known but are
+gone are flagged missing, never deleted. Rescans are incremental: a file whose
+size and mtime are unchanged is not read again.
+
+The expensive part (hashing, sniffing, reading metadata) runs file by file
+without touching the database; results are written in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone as djtz
+
+from gallery import imaging, metadata, places
+from gallery.models import Library, Photo, PhotoStage, SourceFile
+
+log = logging.getLogger(__name__)
+
+# Folders that hold other programs' caches, never photos.
+IGNORED_DIRS = {b"@eaDir", b"#recycle", b".@__thumb", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"}
+IGNORED_FILES = {b".DS_Store", b"Thumbs.db", b"desktop.ini", b".nomedia"}
+BATCH = 200
+
+
+class Outcome:
+    IMPORTED = "imported"
+    UNCHANGED = "unchanged"
+    UPDATED = "updated"  # same path, new content: the photo keeps its identity
+    MOVED = "moved"
+    DUPLICATE = "duplicate"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass
+class FileResult:
+    path: str
+    outcome: str
+    reason: str = ""
+    photo_id: int | None = None
+
+    def as_dict(self) -> dict:
+        d = {"path": self.path, "outcome": self.outcome}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.photo_id is not None:
+            d["photo_id"] = self.photo_id
+        return d
+
+
+@dataclass
+class ScanReport:
+    library: str
+    root: str
+    files: list[FileResult] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    ignored: int = 0
+    seconds: float = 0.0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = Counter(f.outcome for f in self.files)
+        totals = {k: counts.get(k, 0) for k in (
+            Outcome.IMPORTED, Outcome.UNCHANGED, Outcome.UPDATED, Outcome.MOVED,
+            Outcome.DUPLICATE, Outcome.SKIPPED, Outcome.FAILED)}
+        totals["missing"] = len(self.missing)
+        totals["ignored"] = self.ignored
+        totals["files"] = len(self.files)
+        return totals
+
+    def new_photo_ids(self) -> list[int]:
+        return [f.photo_id for f in self.files if f.outcome in (Outcome.IMPORTED, Outcome.UPDATED) and f.photo_id]
+
+    def as_dict(self) -> dict:
+        return {
+            "library": self.library,
+            "root": self.root,
+            "seconds": round(self.seconds, 3),
+            "totals": self.totals,
+            "files": [f.as_dict() for f in self.files],
+            "missing": self.missing,
+        }
+
+
+def display_path(raw: bytes) -> str:
+    """A path for people: undecodable bytes shown as \\xNN escapes."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+@dataclass
+class _Entry:
+    rel: bytes
+    size: int
+    mtime_ns: int
+    error: str = ""  # set when the entry could not be read (e.g. a folder without permission)
+
+
+def walk(root: bytes, *, skip: set[bytes] = frozenset()) -> Iterator[_Entry]:
+    """Every regular file below ``root``, as paths relative to it, sorted.
+
+    Follows symlinks but never enters a folder twice (no loops). An unreadable
+    folder or file is yielded as an entry with an ``error`` instead of
+    stopping the walk.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    root_st = os.stat(root)
+    seen_dirs.add((root_st.st_dev, root_st.st_ino))
+    stack: list[bytes] = [b""]
+    while stack:
+        rel_dir = stack.pop()
+        abs_dir = os.path.join(root, rel_dir) if rel_dir else root
+        try:
+            with os.scandir(abs_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield _Entry(rel_dir, 0, 0, error=f"cannot read folder: {exc.strerror or exc}")
+            continue
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            rel = os.path.join(rel_dir, name) if rel_dir else name
+            if name in IGNORED_FILES or name.startswith(b"._"):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                yield _Entry(rel, 0, 0, error=f"cannot read file: {exc.strerror or exc}")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if name in IGNORED_DIRS or name.startswith(b".") or entry.path in skip:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    continue  # a symlink loop or a second link to a folder already walked
+                seen_dirs.add(key)
+                subdirs.append(rel)
+            elif stat.S_ISREG(st.st_mode):
+                yield _Entry(rel, st.st_size, st.st_mtime_ns)
+        stack.extend(reversed(subdirs))
+
+
+def file_hash(path: bytes) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass
+class _Read:
+    """What was learned from one file before touching the database."""
+
+    entry: _Entry
+    content_hash: str = ""
+    info: imaging.ImageInfo | None = None
+    meta: metadata.PhotoMetadata | None = None
+    outcome: str = ""
+    reason: str = ""
+
+
+def _read_file(abspath: bytes, entry: _Entry, *, max_pixels: int) -> _Read:
+    r = _Read(entry)
+    if entry.size == 0:
+        r.outcome, r.reason = Outcome.SKIPPED, "empty file (0 bytes)"
+        return r
+    try:
+        r.content_hash = file_hash(abspath)
+        info = imaging.identify(abspath, max_pixels=max_pixels)
+    except imaging.SkipFile as exc:
+        r.outcome, r.reason = Outcome.SKIPPED, exc.reason
+        return r
+    except imaging.BrokenImage as exc:
+        r.outcome, r.reason = Outcome.FAILED, exc.reason
+        return r
+    except OSError as exc:
+        r.outcome, r.reason = Outcome.FAILED, f"cannot read file: {exc.strerror or exc}"
+        return r
+    try:
+        r.meta = metadata.read_metadata(abspath, info.image, mtime=entry.mtime_ns / 1e9)
+    except OSError as exc:
+        r.outcome, r.reason = Outcome.FAILED, f"cannot read metadata: {exc.strerror or exc}"
+    finally:
+        if info.image is not None:
+            info.image.close()
+            info.image = None
+    r.info = info
+    return r
+
+
+def _photo_fields(r: _Read) -> dict:
+    """Photo columns from what was read (used for new photos and updated ones)."""
+    info, meta = r.info, r.meta
+    swap = meta.orientation in (5, 6, 7, 8)
+    taken = meta.taken_at or datetime.fromtimestamp(r.entry.mtime_ns / 1e9, tz=timezone.utc).replace(tzinfo=None)
+    taken_at = taken.replace(tzinfo=timezone.utc)
+    if meta.taken_at_offset:
+        # The wall clock is local to the stated offset: store the true instant.
+        sign = -1 if meta.taken_at_offset.startswith("-") else 1
+        hh, mm = meta.taken_at_offset[1:].split(":")
+        taken_at = taken_at - sign * djtz.timedelta(hours=int(hh), minutes=int(mm))
+    return dict(
+        content_hash=r.content_hash,
+        file_size=r.entry.size,
+        format=info.format,
+        mime_type=info.mime_type,
+        width=info.height if swap else info.width,
+        height=info.width if swap else info.height,
+        orientation=meta.orientation,
+        frames=info.frames,
+        taken_at=taken_at,
+        taken_at_offset=meta.taken_at_offset,
+        taken_at_source=meta.taken_at_source or "file mtime",
+        camera_make=meta.camera_make[:100],
+        camera_model=meta.camera_model[:100],
+        lens=meta.lens[:200],
+        focal_length=meta.focal_length,
+        aperture=meta.aperture,
+        exposure_time=meta.exposure_time,
+        iso=meta.iso,
+        latitude=meta.latitude,
+        longitude=meta.longitude,
+        altitude=meta.altitude,
+        title=meta.title[:500],
+        description=meta.description,
+        keywords=[k[:500] for k in meta.keywords],
+        rating=meta.rating,
+        metadata=meta.extra,
+        status=Photo.Status.OK,
+        broken_reason="",
+        thumbnails_at=None,
+    )
+
+
+class Scanner:
+    """One scan of one library. ``run()`` returns a ScanReport."""
+
+    def __init__(self, library: Library, *, progress: Callable[[int, int], None] | None = None):
+        self.library = library
+        self.root = library.root_bytes
+        self.progress = progress
+        self.max_pixels = settings.MAX_IMAGE_PIXELS
+        self.report = ScanReport(library=library.name, root=library.root)
+        self.now = djtz.now()
+
+    def run(self) -> ScanReport:
+        started = time.monotonic()
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"library folder does not exist or is not a folder: {self.library.root}")
+        skip = {os.fsencode(str(settings.DATA_DIR))}
+        entries = list(walk(self.root, skip=skip))
+        known = {bytes(sf.path_bytes): sf for sf in SourceFile.objects.filter(library=self.library)}
+        seen = {e.rel for e in entries}
+        self.vanished = {rel: sf for rel, sf in known.items() if rel not in seen}
+        self.known = known
+
+        unchanged_ids = []
+        todo: list[_Entry] = []
+        for e in entries:
+            sf = known.get(e.rel)
+            if e.error:
+                self.report.files.append(FileResult(display_path(e.rel), Outcome.FAILED, e.error))
+            elif sf is not None and sf.size == e.size and sf.mtime_ns == e.mtime_ns and not sf.missing:
+                unchanged_ids.append(sf.pk)
+                self.report.files.append(self._unchanged_result(sf))
+            else:
+                todo.append(e)
+        SourceFile.objects.filter(pk__in=unchanged_ids).update(last_seen=self.now)
+
+        done = len(entries) - len(todo)
+        for i in range(0, len(todo), BATCH):
+            batch = todo[i : i + BATCH]
+            reads = [_read_file(os.path.join(self.root, e.rel), e, max_pixels=self.max_pixels) for e in batch]
+            with transaction.atomic():
+                self._store(reads)
+            done += len(batch)
+            if self.progress:
+                self.progress(done, len(entries))
+
+        self._flag_missing()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def _unchanged_result(self, sf: SourceFile) -> FileResult:
+        path = sf.relpath
+        if sf.outcome == SourceFile.Outcome.PHOTO:
+            return FileResult(path, Outcome.UNCHANGED, photo_id=sf.photo_id)
+        return FileResult(path, sf.outcome, sf.reason)
+
+    # -- writing -------------------------------------------------------------
+
+    def _store(self, reads: list[_Read]) -> None:
+        hashes = {r.content_hash for r in reads if r.info is not None and not r.outcome}
+        by_hash = {p.content_hash: p for p in Photo.objects.filter(content_hash__in=hashes)}
+        new_photos: list[Photo] = []
+        for r in reads:
+            rel = r.entry.rel
+            path = display_path(rel)
+            if r.outcome:  # skipped or failed before reaching the database
+                self._upsert_file(r.entry, photo=None, outcome=r.outcome, reason=r.reason)
+                self.report.files.append(FileResult(path, r.outcome, r.reason))
+                continue
+            known = self.known.get(rel)
+            photo = by_hash.get(r.content_hash)
+            if photo is not None and photo.pk is None:
+                # Same content as a photo first seen earlier in this batch.
+                r.outcome = Outcome.DUPLICATE
+                self.report.files.append(FileResult(path, Outcome.DUPLICATE))
+                continue
+            if photo is not None:
+                if known is not None and known.photo_id == photo.pk:
+                    # Touched (mtime changed) but the same content.
+                    self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
+                    self.report.files.append(FileResult(path, Outcome.UNCHANGED, photo_id=photo.pk))
+                elif self._take_over_vanished(photo, r.entry):
+                    self.report.files.append(FileResult(path, Outcome.MOVED, photo_id=photo.pk))
+                else:
+                    self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
+                    self.report.files.append(FileResult(path, Outcome.DUPLICATE, photo_id=photo.pk))
+                continue
+            fields = _photo_fields(r)
+            old = self._photo_to_update(known)
+            if old is not None:
+                for name, value in fields.items():
+                    setattr(old, name, value)
+                old.save()
+                self._upsert_file(r.entry, photo=old, outcome=SourceFile.Outcome.PHOTO)
+                PhotoStage.objects.update_or_create(
+                    photo=old, stage=PhotoStage.Stage.THUMBNAIL,
+                    defaults={"state": PhotoStage.State.PENDING, "attempts": 0, "error": ""},
+                )
+                by_hash[old.content_hash] = old
+                self.report.files.append(FileResult(path, Outcome.UPDATED, photo_id=old.pk))
+                continue
+            photo = Photo(**fields)
+            new_photos.append(photo)
+            by_hash[photo.content_hash] = photo
+            # The file row is written once the photo has a primary key.
+            self.report.files.append(FileResult(path, Outcome.IMPORTED))
+            r.outcome = Outcome.IMPORTED
+
+        if new_photos:
+            self._geocode(new_photos)
+            Photo.objects.bulk_create(new_photos)
+            PhotoStage.objects.bulk_create(
+                [PhotoStage(photo=p, stage=PhotoStage.Stage.THUMBNAIL) for p in new_photos]
+            )
+            results = {f.path: f for f in self.report.files[-len(reads):]}
+            for r in reads:
+                if r.outcome in (Outcome.IMPORTED, Outcome.DUPLICATE):
+                    photo = by_hash[r.content_hash]
+                    self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
+                    results[display_path(r.entry.rel)].photo_id = photo.pk
+
+    def _photo_to_update(self, known: SourceFile | None) -> Photo | None:
+        """The photo a changed file should update in place, if any.
+
+        An edited file keeps its photo (and all that hangs off it) unless the
+        old content is still on disk somewhere else, in which case the edit
+        becomes a new photo.
+        """
+        if known is None or known.photo_id is None:
+            return None
+        others = SourceFile.objects.filter(photo_id=known.photo_id, missing=False).exclude(pk=known.pk)
+        if others.exists():
+            return None
+        return Photo.objects.filter(pk=known.photo_id).first()
+
+    def _take_over_vanished(self, photo: Photo, entry: _Entry) -> bool:
+        """If ``photo`` lost a file (gone from its old path), move that row here."""
+        for rel, sf in list(self.vanished.items()):
+            if sf.photo_id == photo.pk:
+                existing_here = self.known.get(entry.rel)
+                if existing_here is not None and existing_here.pk != sf.pk:
+                    existing_here.delete()
+                self._set_path(sf, entry)
+                sf.missing, sf.missing_since, sf.last_seen = False, None, self.now
+                sf.save()
+                del self.vanished[rel]
+                self.known[entry.rel] = sf
+                return True
+        missing = SourceFile.objects.filter(photo=photo, missing=True).first()
+        if missing is not None and entry.rel not in self.known:
+            # Moved across libraries or between scans: reuse the missing row.
+            missing.library = self.library
+            self._set_path(missing, entry)
+            missing.missing, missing.missing_since, missing.last_seen = False, None, self.now
+            missing.save()
+            self.known[entry.rel] = missing
+            return True
+        return False
+
+    def _set_path(self, sf: SourceFile, entry: _Entry) -> None:
+        sf.path_bytes = entry.rel
+        sf.relpath = display_path(entry.rel)
+        sf.folder = display_path(os.path.dirname(entry.rel))
+        sf.size, sf.mtime_ns = entry.size, entry.mtime_ns
+
+    def _upsert_file(self, entry: _Entry, *, photo: Photo | None, outcome: str, reason: str = "") -> None:
+        sf = self.known.get(entry.rel)
+        if sf is None:
+            sf = SourceFile(library=self.library)
+        self._set_path(sf, entry)
+        sf.photo = photo
+        sf.outcome = outcome
+        sf.reason = reason
+        sf.missing, sf.missing_since, sf.last_seen = False, None, self.now
+        sf.save()
+        self.known[entry.rel] = sf
+
+    def _geocode(self, photos: list[Photo]) -> None:
+        if not settings.GEOCODE:
+            return
+        located = [p for p in photos if p.latitude is not None and p.longitude is not None]
+        for photo, place in zip(located, places.lookup([(p.latitude, p.longitude) for p in located])):
+            photo.place_city = place.city[:200]
+            photo.place_region = place.region[:200]
+            photo.place_country = place.country[:100]
+            photo.place_country_code = place.country_code[:2]
+
+    def _flag_missing(self) -> None:
+        for sf in self.vanished.values():
+            self.report.missing.append(sf.relpath)
+        ids = [sf.pk for sf in self.vanished.values() if not sf.missing]
+        SourceFile.objects.filter(pk__in=ids).update(missing=True, missing_since=self.now)
+
+
+def scan(library: Library, *, progress=None) -> ScanReport:
+    """Scan ``library`` now, in this process, recording its scan state."""
+    Library.objects.filter(pk=library.pk).update(scan_state="scanning", scan_started_at=djtz.now(), scan_error="")
+    try:
+        report = Scanner(library, progress=progress).run()
+    except Exception as exc:
+        Library.objects.filter(pk=library.pk).update(
+            scan_state="failed", scan_finished_at=djtz.now(), scan_error=str(exc)
+        )
+        raise
+    Library.objects.filter(pk=library.pk).update(
+        scan_state="idle", scan_finished_at=djtz.now(), last_scan_totals=report.totals
+    )
+    return report

@@ -1,0 +1,186 @@
+"""Shoebox settings: one file, configured from environment variables.
+
+Every setting a deployment may change is read here through the typed helpers
+in ``gallery.env``; the defaults are safe for one person running Shoebox on
+their own machine (embedded database, everything under ``SHOEBOX_DATA_DIR``).
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from gallery.env import envbool, envfloat, envint, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("SHOEBOX_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in the data dir."""
+    key = envstr("SHOEBOX_SECRET_KEY")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        part = path.with_suffix(".part")
+        part.write_text(secrets.token_urlsafe(50))
+        part.chmod(0o600)
+        part.rename(path)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = envbool("SHOEBOX_DEBUG", False)
+ALLOWED_HOSTS = [h for h in envstr("SHOEBOX_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in envstr("SHOEBOX_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "gallery",
+    "tagging",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "gallery.urls"
+WSGI_APPLICATION = "gallery.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = envstr("DATABASE_URL")
+    if not url:
+        return {
+            "ENGINE": "gallery.db",
+            "NAME": envstr("SHOEBOX_DB_NAME", "postgres"),
+            "OPTIONS_EMBEDDED_PGDATA": str(DATA_DIR / "pg"),
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+    u = urlparse(url)
+    if u.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got {u.scheme!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(u.path.lstrip("/")) or "postgres",
+        "USER": unquote(u.username or ""),
+        "PASSWORD": unquote(u.password or ""),
+        "HOST": unquote(u.hostname or ""),
+        "PORT": str(u.port or ""),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("SHOEBOX_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Tests and DEBUG serve straight from static/ without collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Shoebox ---------------------------------------------------------------
+THUMBNAIL_DIR = DATA_DIR / "thumbs"
+# Long edge in pixels of the two rendered sizes: the grid and the viewer.
+THUMBNAIL_SIZES = {"grid": envint("SHOEBOX_THUMB_GRID", 400), "viewer": envint("SHOEBOX_THUMB_VIEWER", 1600)}
+THUMBNAIL_QUALITY = envint("SHOEBOX_THUMB_QUALITY", 85)
+# Refuse images larger than this many pixels (decompression bombs). 200 MP
+# admits every real camera and panorama stitcher output we know of.
+MAX_IMAGE_PIXELS = envint("SHOEBOX_MAX_IMAGE_PIXELS", 200_000_000)
+# Offline reverse geocoding of GPS positions to city / region / country.
+GEOCODE = envbool("SHOEBOX_GEOCODE", True)
+GALLERY_PAGE_SIZE = envint("SHOEBOX_PAGE_SIZE", 60)
+# Photos per thumbnail task: big enough to amortise task overhead, small
+# enough that a crash costs little.
+THUMBNAIL_BATCH = envint("SHOEBOX_THUMBNAIL_BATCH", 50)
+
+# django-q2: the ORM broker on the same Postgres. A task that runs longer than
+# `timeout` is killed; it is handed out again after `retry` seconds (which must
+# be longer than timeout) up to `max_attempts` times, then recorded as failed.
+Q_CLUSTER = {
+    "name": "shoebox",
+    "orm": "default",
+    "workers": envint("SHOEBOX_WORKERS", 1),
+    "timeout": envint("SHOEBOX_TASK_TIMEOUT", 600),
+    "retry": envint("SHOEBOX_TASK_RETRY", 720),
+    "max_attempts": envint("SHOEBOX_TASK_MAX_ATTEMPTS", 3),
+    "ack_failures": True,
+    "save_limit": 1000,
+    "catch_up": False,
+    "poll": envfloat("SHOEBOX_QUEUE_POLL", 1.0),
+    "label": "Tasks",
+}
+if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
+    raise ValueError("SHOEBOX_TASK_RETRY must be longer than SHOEBOX_TASK_TIMEOUT")
+
+# Torch and BLAS in worker processes: never more threads than cores, and no
+# spin-waiting (oversubscription cost 30x on these machines: DESIGN.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+WORKER_THREADS = envint("SHOEBOX_WORKER_THREADS", max(1, (os.cpu_count() or 1) // max(1, Q_CLUSTER["workers"])))
+os.environ.setdefault("OMP_NUM_THREADS", str(WORKER_THREADS))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("SHOEBOX_LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "gallery": {"level": envstr("SHOEBOX_LOG_LEVEL", "INFO"), "propagate": True},
+        # exifread reports every non-EXIF file it is shown; the importer records reasons itself.
+        "exifread": {"level": "CRITICAL"},
+    },
+}

@@ -1,0 +1,160 @@
+"""Gallery pages. Thin: each view checks access, calls a query or pipeline function, renders.
+
+One URL serves the whole page and, for htmx requests, just the fragment
+that changes (a ``#partial`` of the same template).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from gallery import browse, libraries, pipeline, stages
+from gallery.models import Library, Photo, PhotoStage, SourceFile
+from gallery.originals import OriginalMissing, source_path
+from gallery.thumbnails import thumbnail_path
+
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+@login_required
+@require_GET
+def grid(request):
+    try:
+        filters = browse.GridFilters.from_query(request.GET)
+        page = browse.grid_page(filters, cursor=request.GET.get("after"))
+    except ValueError as exc:
+        return render(request, "gallery/grid.html", {"error": str(exc), "filters": None}, status=400)
+    context = {"page": page, "filters": filters, "libraries": Library.objects.all()}
+    if request.htmx and request.GET.get("after"):
+        return render(request, "gallery/grid.html#tiles", context)
+    context["years"] = browse.years(filters)
+    context["folders"] = browse.folders(filters.library_id) if filters.library_id else []
+    return render(request, "gallery/grid.html", context)
+
+
+@login_required
+@require_GET
+def photo_detail(request, pk: int):
+    photo = get_object_or_404(Photo, pk=pk)
+    try:
+        filters = browse.GridFilters.from_query(request.GET)
+    except ValueError:
+        filters = browse.GridFilters()
+    context = {
+        "photo": photo,
+        "files": photo.files.select_related("library").order_by("missing", "id"),
+        "prev": browse.neighbour(photo, filters, newer=True),
+        "next": browse.neighbour(photo, filters, newer=False),
+        "query": filters.as_query(),
+        "stages": photo.stages.order_by("stage"),
+    }
+    return render(request, "gallery/photo.html", context)
+
+
+@login_required
+@require_GET
+def thumbnail(request, content_hash: str, size: str):
+    if size not in settings.THUMBNAIL_SIZES:
+        raise Http404("no such thumbnail size")
+    path = thumbnail_path(settings.THUMBNAIL_DIR, content_hash, size)
+    if not path.is_file():
+        photo = get_object_or_404(Photo, content_hash=content_hash)
+        response = render(request, "gallery/placeholder.svg", {"photo": photo}, content_type="image/svg+xml")
+        response["Cache-Control"] = "private, max-age=10"
+        return response
+    response = FileResponse(open(path, "rb"), content_type="image/jpeg")
+    # The URL names the content hash, so the bytes behind it never change.
+    response["Cache-Control"] = f"private, max-age={YEAR_SECONDS}, immutable"
+    return response
+
+
+@login_required
+@require_GET
+def original(request, file_id: int):
+    sf = get_object_or_404(SourceFile.objects.select_related("library"), pk=file_id, outcome=SourceFile.Outcome.PHOTO)
+    try:
+        path = source_path(sf)
+        handle = open(path, "rb")
+    except (OriginalMissing, OSError):
+        raise Http404("the original file is not available") from None
+    content_type = (sf.photo.mime_type if sf.photo else "") or mimetypes.guess_type(sf.relpath)[0]
+    response = FileResponse(handle, content_type=content_type or "application/octet-stream")
+    filename = os.path.basename(sf.relpath)
+    response["Content-Disposition"] = f"inline; filename*=UTF-8''{_quote(filename)}"
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+@login_required
+@staff_member_required
+def library_list(request):
+    if request.method == "POST":
+        try:
+            library, created = libraries.add_library(request.POST.get("path", ""), request.POST.get("name"))
+        except libraries.LibraryError as exc:
+            messages.error(request, str(exc))
+        else:
+            pipeline.queue_scan(library)
+            messages.success(request, f"{'Added' if created else 'Rescanning'} “{library.name}”: import queued.")
+        return redirect("library_list")
+    rows = browse.library_rows()
+    context = {"libraries": rows, "busy": any(r["library"].scan_state in ("queued", "scanning") for r in rows)}
+    if request.htmx:
+        response = render(request, "gallery/libraries.html#library-table", context)
+        return response if context["busy"] else HttpResponseStopPolling(response.content)
+    return render(request, "gallery/libraries.html", context)
+
+
+@login_required
+@require_POST
+@staff_member_required
+def library_rescan(request, pk: int):
+    library = get_object_or_404(Library, pk=pk)
+    pipeline.queue_scan(library)
+    messages.success(request, f"Rescan of “{library.name}” queued.")
+    return redirect("library_list")
+
+
+@login_required
+@require_GET
+def jobs(request):
+    context = browse.jobs_summary()
+    if request.htmx and request.GET.get("poll"):
+        if not context["busy"]:
+            response = render(request, "gallery/jobs.html#progress", context)
+            return HttpResponseStopPolling(response.content)
+        return render(request, "gallery/jobs.html#progress", context)
+    context["failures"] = stages.recent_failures()
+    context["bad_files"] = (
+        SourceFile.objects.exclude(outcome=SourceFile.Outcome.PHOTO).select_related("library").order_by("relpath")[:500]
+    )
+    return render(request, "gallery/jobs.html", context)
+
+
+@login_required
+@require_POST
+@staff_member_required
+def jobs_retry(request, stage: str):
+    if stage not in PhotoStage.Stage.values:
+        raise Http404("no such stage")
+    n = stages.retry_failed(stage)
+    messages.success(request, f"{n} photos queued again for {stage}.")
+    return redirect(reverse("jobs"))

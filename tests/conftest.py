@@ -1,0 +1,127 @@
+"""Shared fixtures: real files, the real embedded Postgres, real tools.
+
+Tests that need a system tool (Chromium, exiftool, vipsthumbnail) skip with
+a visible reason when it is missing — except on CI (``CI`` set), where a
+missing tool is a failure, so nothing is skipped silently there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+# Connections are not kept between requests in tests: a live server thread
+# holding one would keep the test database from being dropped.
+settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def require_tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian package {package}; `make test` installs it where apt is available)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        message = f"the shared corpus is not at {CORPUS}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path_factory):
+    """Thumbnails in a folder of each test's own, never in ./data; static files without collectstatic."""
+    settings.THUMBNAIL_DIR = tmp_path_factory.mktemp("thumbs")
+    settings.GEOCODE = True
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def library_dir(tmp_path, corpus):
+    """A fresh library folder; ``add(name, as_=None)`` copies a corpus file into it."""
+    root = tmp_path / "photos"
+    root.mkdir()
+
+    class Folder:
+        path = root
+
+        def add(self, name: str, as_: str | None = None) -> Path:
+            dest = root / (as_ or name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(corpus / name, dest)
+            return dest
+
+    return Folder()
+
+
+@pytest.fixture
+def sync_tasks(monkeypatch):
+    """django-q2 runs tasks in-process (it reads its config once at import)."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("owner", password="pw-owner-123", is_staff=True)
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return django_user_model.objects.create_user("guest", password="pw-guest-123")
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+def pytest_sessionstart(session):
+    """Remember whether the embedded Postgres was already running before the tests."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    session.config._shoebox_pgdata = db.get("OPTIONS_EMBEDDED_PGDATA")
+    if session.config._shoebox_pgdata:
+        from gallery import embedded_postgres
+
+        session.config._shoebox_pg_was_running = embedded_postgres.status(session.config._shoebox_pgdata) is not None
+
+
+def pytest_unconfigure(config):
+    """Stop the embedded Postgres if the test run started it."""
+    pgdata = getattr(config, "_shoebox_pgdata", None)
+    if pgdata and not getattr(config, "_shoebox_pg_was_running", True):
+        from django.db import connections
+
+        from gallery import embedded_postgres
+
+        connections.close_all()
+        embedded_postgres.stop(pgdata)
+

@@ -1,0 +1,82 @@
+"""The gallery in a real headless Chromium: log in, scroll, open a photo, arrow to the next."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gallery.models import Library
+from tests.conftest import require_tool
+from tests.factories import make_jpeg, make_photo
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(gallery, live_server):
+    """Chromium, closed before the live server stops (its keep-alive connections hold database sessions)."""
+    chromium = require_tool("chromium", "chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; Django must allow ORM calls beside it.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+    # Playwright's greenlets carry their own context: close any connection opened inside it.
+    from django.db import connections
+
+    connections.close_all()
+
+
+@pytest.fixture
+def gallery(tmp_path, settings, django_user_model):
+    settings.GALLERY_PAGE_SIZE = 12
+    root = tmp_path / "lib"
+    library = Library.objects.create(name="Browser", root=str(root))
+    base = datetime(2021, 5, 1, tzinfo=timezone.utc)
+    photos = []
+    for i in range(30):
+        make_jpeg(root / f"p{i}.jpg", size=(120, 90), color=(i * 8, 100, 255 - i * 8))
+        photos.append(make_photo(library, f"p{i}.jpg", taken=base + timedelta(hours=i)))
+    django_user_model.objects.create_user("owner", password="a-long-password-1", is_staff=True)
+    return sorted(photos, key=lambda p: p.taken_at, reverse=True)
+
+
+def test_log_in_scroll_open_a_photo_and_arrow_to_the_next(gallery, live_server, browser):
+    page = browser.new_page(viewport={"width": 1000, "height": 420})
+    page.goto(live_server.url + "/")
+    assert "/accounts/login/" in page.url
+
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "a-long-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("a.tile")
+    assert page.locator("a.tile").count() == 12
+
+    # Scrolling to the end loads more through htmx, until all 30 are there.
+    for _ in range(10):
+        page.mouse.wheel(0, 20000)
+        page.wait_for_timeout(300)
+        if page.locator("a.tile").count() == 30:
+            break
+    assert page.locator("a.tile").count() == 30
+    shown = [int(x) for x in page.locator("a.tile").evaluate_all("els => els.map(e => e.dataset.photo)")]
+    assert shown == [p.pk for p in gallery], "newest first, each once"
+
+    page.locator("a.tile").nth(3).click()
+    page.wait_for_selector("img#photo")
+    assert page.url.endswith(f"/photos/{gallery[3].pk}/")
+
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(f"**/photos/{gallery[4].pk}/")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(f"**/photos/{gallery[3].pk}/")
+
