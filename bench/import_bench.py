@@ -3,7 +3,7 @@
 Generates N twelve-megapixel JPEGs with camera EXIF (date, exposure, GPS),
 then, in the same run and on the same files:
 
-* metadata scan — Shoebox's whole scan (walk, SHA-256, content sniffing,
+* metadata scan — Shoebox's whole scan (walk, BLAKE3 hash, content sniffing,
   EXIF/IPTC/XMP, GPS + offline place names, database writes) in files/s,
   against ``exiftool -json -fast`` on the same files;
 * thumbnails — Shoebox's 400 px grid thumbnail alone, and its real stage
@@ -68,13 +68,13 @@ def make_photos(folder: Path, count: int) -> None:
         ifd = exif.get_ifd(0x8769)
         ifd[0x9003] = f"2023:07:{1 + i % 28:02d} {8 + i % 12:02d}:{i % 60:02d}:00"
         ifd[0x9011] = "+02:00"
-        ifd[0x829A] = (1, 250)
-        ifd[0x829D] = (56, 10)
-        ifd[0x8827] = 400
-        ifd[0x920A] = (50, 1)
+        ifd[0x829A] = 1 / 250  # ExposureTime
+        ifd[0x829D] = 5.6  # FNumber
+        ifd[0x8827] = 400  # ISO
+        ifd[0x920A] = 50.0  # FocalLength
         gps = exif.get_ifd(0x8825)
-        gps[1], gps[2] = "N", ((43, 1), (28, 1), (int(i * 7 % 60), 1))
-        gps[3], gps[4] = "E", ((11, 1), (53, 1), (int(i * 11 % 60), 1))
+        gps[1], gps[2] = "N", (43.0, 28.0, float(i * 7 % 60))
+        gps[3], gps[4] = "E", (11.0, 53.0, float(i * 11 % 60))
         scenes[i % len(scenes)].save(folder / f"IMG_{i:04d}.jpg", "JPEG", quality=90, exif=exif.tobytes())
 
 

@@ -67,7 +67,7 @@ class PhotoQuerySet(models.QuerySet):
 
 
 class Photo(models.Model):
-    """One image, identified by the SHA-256 of its content.
+    """One image, identified by the BLAKE3 hash of its content.
 
     The same content found at several paths is one photo with several
     SourceFiles; a moved file keeps its photo and all that hangs off it.

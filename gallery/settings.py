@@ -144,9 +144,48 @@ MAX_IMAGE_PIXELS = envint("SHOEBOX_MAX_IMAGE_PIXELS", 200_000_000)
 # Offline reverse geocoding of GPS positions to city / region / country.
 GEOCODE = envbool("SHOEBOX_GEOCODE", True)
 GALLERY_PAGE_SIZE = envint("SHOEBOX_PAGE_SIZE", 60)
+# Threads reading files during a scan (hashing releases the GIL).
+SCAN_THREADS = envint("SHOEBOX_SCAN_THREADS", min(4, (os.cpu_count() or 1) + 1))
 # Photos per thumbnail task: big enough to amortise task overhead, small
 # enough that a crash costs little.
 THUMBNAIL_BATCH = envint("SHOEBOX_THUMBNAIL_BATCH", 50)
+
+# --- AI pipeline (tagging app) ---------------------------------------------------
+import platform as _platform  # noqa: E402
+
+
+def _default_caption_backend() -> str:
+    if _platform.system() == "Darwin" and _platform.machine() == "arm64":
+        return "mlx"
+    return "transformers"
+
+
+# open_clip model: "ARCH:PRETRAINED_TAG" (hub), "ARCH:/path/weights.safetensors" or "local-dir:/path".
+CLIP_MODEL = envstr("SHOEBOX_CLIP_MODEL", "ViT-B-32:laion2b_s34b_b79k")
+CLIP_BATCH = envint("SHOEBOX_CLIP_BATCH", 16)
+CAPTION_BACKEND = envstr("SHOEBOX_CAPTION_BACKEND", _default_caption_backend())
+if CAPTION_BACKEND not in ("mlx", "transformers", "openai"):
+    raise ValueError(f"SHOEBOX_CAPTION_BACKEND={CAPTION_BACKEND!r}: use mlx, transformers or openai")
+DEFAULT_CAPTION_MODELS = {
+    "transformers": "HuggingFaceTB/SmolVLM-500M-Instruct",
+    "mlx": "mlx-community/Qwen2.5-VL-3B-Instruct-4bit",
+    "openai": "qwen2.5vl:3b",
+}
+# Hub id or local folder (transformers, mlx); for openai the server's model name.
+CAPTION_MODEL = envstr("SHOEBOX_CAPTION_MODEL", "") or (
+    envstr("SHOEBOX_OPENAI_MODEL", DEFAULT_CAPTION_MODELS["openai"]) if CAPTION_BACKEND == "openai"
+    else DEFAULT_CAPTION_MODELS[CAPTION_BACKEND]
+)
+CAPTION_MAX_NEW_TOKENS = envint("SHOEBOX_CAPTION_MAX_TOKENS", 400)
+CAPTION_BATCH = envint("SHOEBOX_CAPTION_BATCH", 4)
+CAPTION_IMAGE_SIZE = envint("SHOEBOX_CAPTION_IMAGE_SIZE", 512)  # long edge handed to the model
+CAPTION_DTYPE = envstr("SHOEBOX_CAPTION_DTYPE", "auto")  # auto, bfloat16, float16, float32
+CAPTION_IMAGE_SPLITTING = envbool("SHOEBOX_CAPTION_IMAGE_SPLITTING", False)
+OPENAI_BASE_URL = envstr("SHOEBOX_OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
+OPENAI_API_KEY = envstr("SHOEBOX_OPENAI_API_KEY", "")
+OPENAI_MODEL = envstr("SHOEBOX_OPENAI_MODEL", DEFAULT_CAPTION_MODELS["openai"])
+OPENAI_TIMEOUT = envfloat("SHOEBOX_OPENAI_TIMEOUT", 120.0)
+OPENAI_RETRIES = envint("SHOEBOX_OPENAI_RETRIES", 2)
 
 # django-q2: the ORM broker on the same Postgres. A task that runs longer than
 # `timeout` is killed; it is handed out again after `retry` seconds (which must
