@@ -222,7 +222,10 @@ class PhotoStage(models.Model):
     """Where one photo stands in one processing stage."""
 
     class Stage(models.TextChoices):
+        # In the order they run: cheap stages first.
         THUMBNAIL = "thumbnail"
+        EMBEDDING = "embedding"
+        CAPTION = "caption"
 
     class State(models.TextChoices):
         PENDING = "pending"  # needs doing, not yet handed to the worker
@@ -235,6 +238,9 @@ class PhotoStage(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="stages")
     stage = models.CharField(max_length=20, choices=Stage.choices)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    # The model this state is about ("" for stages without one): a different
+    # configured model means the work is to be done again.
+    model = models.CharField(max_length=300, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     duration = models.FloatField(null=True, blank=True)  # seconds, last attempt

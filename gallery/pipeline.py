@@ -1,35 +1,34 @@
 """What happens to a library after a scan: the stages, run by the worker or here.
 
-``import_library`` is what the command, the "Add library" form's task and
-``make run LIBRARY=…`` call. ``run_pending`` works through every pending stage
-in the foreground (``manage.py process --sync``).
+Stages run in registration order — thumbnail, then embedding, then caption —
+cheap ones first, so a large library is browsable long before its captions
+are done. In the worker, each finished batch queues the same photos for the
+next stage (``run_task``). In the foreground (``manage.py process --sync``)
+``run_all_pending`` works through the stages in order.
 """
 
 from __future__ import annotations
 
-from gallery import scanner, stages, thumbnails
+from gallery import scanner, stages
 from gallery.models import Library, Photo, PhotoStage
 from gallery.scanner import Outcome, ScanReport
 
-# Stage name → function running one batch of photo ids in this process.
-RUNNERS = {
-    PhotoStage.Stage.THUMBNAIL: thumbnails.render_batch,
-}
-
 
 def import_library(library: Library, *, progress=None, sync: bool = False) -> ScanReport:
-    """Scan ``library``; render thumbnails here (``sync``) or queue them for the worker.
+    """Scan ``library``; render thumbnails here (``sync``) or queue the stages for the worker.
 
     With ``sync``, photos whose pixels turn out to be undecodable are
-    reported as failed with the decoder's reason.
+    reported as failed with the decoder's reason; the AI stages are left
+    pending for ``manage.py process``.
     """
     report = scanner.scan(library, progress=progress)
+    new_ids = report.new_photo_ids()
+    for stage in stages.STAGES:
+        stages.ensure_rows(stage, new_ids)
     if sync:
-        run_pending(PhotoStage.Stage.THUMBNAIL, photo_ids=report.new_photo_ids())
+        run_pending(PhotoStage.Stage.THUMBNAIL, photo_ids=new_ids)
         broken = dict(
-            Photo.objects.filter(pk__in=report.new_photo_ids(), status=Photo.Status.BROKEN).values_list(
-                "pk", "broken_reason"
-            )
+            Photo.objects.filter(pk__in=new_ids, status=Photo.Status.BROKEN).values_list("pk", "broken_reason")
         )
         for f in report.files:
             if f.photo_id in broken:
@@ -40,22 +39,59 @@ def import_library(library: Library, *, progress=None, sync: bool = False) -> Sc
 
 
 def run_pending(stage: str, *, photo_ids=None, progress=None) -> dict:
-    """Run all pending work of ``stage`` in this process, batch by batch."""
+    """Run all pending (or queued) work of ``stage`` in this process, batch by batch."""
+    spec = stages.STAGES[stage]
     stages.requeue_stale(stage)
-    qs = PhotoStage.objects.filter(stage=stage, state__in=[PhotoStage.State.PENDING, PhotoStage.State.QUEUED])
-    if photo_ids is not None:
-        qs = qs.filter(photo_id__in=list(photo_ids))
-    ids = list(qs.order_by("photo_id").values_list("photo_id", flat=True))
-    _, batch_size = stages.STAGE_TASKS[stage]
-    size = batch_size()
+    groups = stages.pending_by_model(
+        stage, photo_ids=photo_ids, states=(PhotoStage.State.PENDING, PhotoStage.State.QUEUED)
+    )
+    total = sum(len(ids) for ids in groups.values())
+    size = spec.batch_size()
     totals = {"done": 0, "failed": 0, "skipped": 0}
-    for i in range(0, len(ids), size):
-        counts = RUNNERS[stage](ids[i : i + size])
-        for k, v in counts.items():
-            totals[k] += v
-        if progress:
-            progress(min(i + size, len(ids)), len(ids))
+    finished = 0
+    for model, ids in groups.items():
+        for i in range(0, len(ids), size):
+            chunk = ids[i : i + size]
+            for k, v in spec.runner(chunk, model).items():
+                totals[k] = totals.get(k, 0) + v
+            finished += len(chunk)
+            if progress:
+                progress(finished, total)
     return totals
+
+
+def run_all_pending(*, only: str | None = None, progress_for=None) -> dict[str, dict]:
+    """Every stage in order, in this process. ``progress_for(stage)`` gives a progress callback."""
+    results = {}
+    for stage in stages.STAGES:
+        if only and stage != only:
+            continue
+        stages.ensure_rows(stage)
+        stages.follow_model_change(stage)
+        results[stage] = run_pending(stage, progress=progress_for(stage) if progress_for else None)
+    return results
+
+
+def queue_all_pending(*, only: str | None = None) -> dict[str, int]:
+    """Every stage's pending work to the worker (the first stage's now; later ones follow as batches finish)."""
+    queued = {}
+    for stage in stages.STAGES:
+        if only and stage != only:
+            continue
+        stages.ensure_rows(stage)
+        stages.follow_model_change(stage)
+        queued[stage] = stages.enqueue_pending(stage)
+    return queued
+
+
+def run_task(stage: str, photo_ids: list[int], model: str = "") -> dict:
+    """Body of every stage's django-q2 task: run the batch, then queue the next stage."""
+    result = stages.STAGES[stage].runner(photo_ids, model)
+    order = list(stages.STAGES)
+    position = order.index(stage)
+    if position + 1 < len(order):
+        stages.enqueue_pending(order[position + 1], photo_ids=photo_ids)
+    return result
 
 
 def queue_scan(library: Library) -> None:

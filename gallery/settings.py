@@ -76,6 +76,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "gallery.context_processors.model_banner",
             ],
         },
     },
@@ -186,6 +187,8 @@ OPENAI_API_KEY = envstr("SHOEBOX_OPENAI_API_KEY", "")
 OPENAI_MODEL = envstr("SHOEBOX_OPENAI_MODEL", DEFAULT_CAPTION_MODELS["openai"])
 OPENAI_TIMEOUT = envfloat("SHOEBOX_OPENAI_TIMEOUT", 120.0)
 OPENAI_RETRIES = envint("SHOEBOX_OPENAI_RETRIES", 2)
+# Requests in flight at once (servers like vLLM and llama-server batch them internally).
+OPENAI_CONCURRENCY = envint("SHOEBOX_OPENAI_CONCURRENCY", 1)
 
 # django-q2: the ORM broker on the same Postgres. A task that runs longer than
 # `timeout` is killed; it is handed out again after `retry` seconds (which must

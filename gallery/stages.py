@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,11 +26,38 @@ from gallery.models import Photo, PhotoStage
 log = logging.getLogger(__name__)
 State = PhotoStage.State
 
-# What runs each stage: a dotted task path taking a list of photo ids, and
-# how many photos go in one task.
-STAGE_TASKS: dict[str, tuple[str, Callable[[], int]]] = {
-    PhotoStage.Stage.THUMBNAIL: ("gallery.tasks.render_thumbnails", lambda: settings.THUMBNAIL_BATCH),
-}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """How a stage runs: its django-q2 task (called as ``task(photo_ids, model)``),
+    the in-process runner with the same signature, the batch size, and the
+    model it should currently use ("" for stages without one)."""
+
+    task: str
+    runner: Callable[[list[int], str], dict]
+    batch_size: Callable[[], int]
+    model: Callable[[], str] = lambda: ""
+
+
+STAGES: dict[str, StageSpec] = {}
+
+
+def register(stage: str, spec: StageSpec) -> None:
+    """Apps add their stages here (the tagging app in its AppConfig.ready)."""
+    STAGES[stage] = spec
+
+
+def _render_thumbnails(photo_ids: list[int], model: str = "") -> dict:
+    from gallery import thumbnails
+
+    return thumbnails.render_batch(photo_ids)
+
+
+register(
+    PhotoStage.Stage.THUMBNAIL,
+    StageSpec("gallery.tasks.render_thumbnails", _render_thumbnails, lambda: settings.THUMBNAIL_BATCH),
+)
 
 
 def max_attempts() -> int:
@@ -48,23 +76,81 @@ def requeue_stale(stage: str) -> int:
     ).update(state=State.PENDING)
 
 
+def pending_by_model(stage: str, *, photo_ids: Iterable[int] | None = None, states=(State.PENDING,)):
+    """{model: [photo ids]} of work waiting in ``stage``, oldest photos first."""
+    qs = PhotoStage.objects.filter(stage=stage, state__in=list(states))
+    if photo_ids is not None:
+        qs = qs.filter(photo_id__in=list(photo_ids))
+    groups: dict[str, list[int]] = {}
+    for photo_id, model in qs.order_by("photo_id").values_list("photo_id", "model"):
+        groups.setdefault(model, []).append(photo_id)
+    return groups
+
+
 def enqueue_pending(stage: str, *, photo_ids: Iterable[int] | None = None) -> int:
     """Hand pending work of ``stage`` to the worker in batches; returns photos queued."""
     from django_q.tasks import async_task
 
-    task_path, batch_size = STAGE_TASKS[stage]
-    size = batch_size()
+    spec = STAGES[stage]
+    size = spec.batch_size()
     requeue_stale(stage)
+    queued = 0
     with transaction.atomic():
-        qs = PhotoStage.objects.select_for_update(skip_locked=True).filter(stage=stage, state=State.PENDING)
-        if photo_ids is not None:
-            qs = qs.filter(photo_id__in=list(photo_ids))
-        ids = list(qs.order_by("photo_id").values_list("photo_id", flat=True))
-        PhotoStage.objects.filter(stage=stage, photo_id__in=ids).update(state=State.QUEUED, updated_at=timezone.now())
-        for i in range(0, len(ids), size):
-            chunk = ids[i : i + size]
-            transaction.on_commit(lambda chunk=chunk: async_task(task_path, chunk, group=stage))
-    return len(ids)
+        groups = pending_by_model(stage, photo_ids=photo_ids)
+        for model, ids in groups.items():
+            PhotoStage.objects.filter(stage=stage, photo_id__in=ids, state=State.PENDING).update(
+                state=State.QUEUED, updated_at=timezone.now()
+            )
+            for i in range(0, len(ids), size):
+                chunk = ids[i : i + size]
+                transaction.on_commit(
+                    lambda chunk=chunk, model=model: async_task(spec.task, chunk, model, group=stage)
+                )
+            queued += len(ids)
+    return queued
+
+
+def ensure_rows(stage: str, photo_ids: Iterable[int] | None = None) -> int:
+    """Give every OK photo a row for ``stage`` (pending, current model). Returns rows added."""
+    model = STAGES[stage].model()
+    photos = Photo.objects.filter(status=Photo.Status.OK).exclude(stages__stage=stage)
+    if photo_ids is not None:
+        photos = photos.filter(pk__in=list(photo_ids))
+    rows = [PhotoStage(photo_id=pk, stage=stage, model=model) for pk in photos.values_list("pk", flat=True)]
+    PhotoStage.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def follow_model_change(stage: str) -> int:
+    """Rows made for another model than the configured one are to be done again."""
+    model = STAGES[stage].model()
+    return (
+        PhotoStage.objects.filter(stage=stage)
+        .exclude(model=model)
+        .exclude(state__in=[State.QUEUED, State.RUNNING])
+        .update(model=model, state=State.PENDING, attempts=0, error="")
+    )
+
+
+def mark_unavailable(stage: str, photo_ids: list[int], message: str) -> None:
+    """The model is missing: the work waits (no attempt used) until it is back."""
+    PhotoStage.objects.filter(stage=stage, photo_id__in=photo_ids).exclude(state=State.DONE).update(
+        state=State.UNAVAILABLE, error=message
+    )
+
+
+def unavailable_messages() -> list[str]:
+    """One message per stage whose model is missing (for the banner)."""
+    messages = []
+    for stage in STAGES:
+        row = (
+            PhotoStage.objects.filter(stage=stage, state=State.UNAVAILABLE)
+            .values_list("error", flat=True)
+            .first()
+        )
+        if row:
+            messages.append(row)
+    return messages
 
 
 def retry_failed(stage: str) -> int:
@@ -141,8 +227,8 @@ def run_batch(stage: str, photo_ids: list[int], work: Callable[[Photo], None], *
 
 
 def stage_counts() -> dict[str, dict[str, int]]:
-    """{stage: {state: count}} for every stage, with zeros filled in."""
-    counts = {s: {st: 0 for st in State.values} for s in PhotoStage.Stage.values}
+    """{stage: {state: count}} for every registered stage, with zeros filled in."""
+    counts = {s: {st: 0 for st in State.values} for s in STAGES}
     rows = PhotoStage.objects.values("stage", "state").annotate(n=Count("id")).order_by()
     for row in rows:
         counts.setdefault(row["stage"], {})[row["state"]] = row["n"]

@@ -1,7 +1,7 @@
 """django-q2 task entry points. Thin: each calls one function and returns its summary."""
 
-from gallery import pipeline, thumbnails
-from gallery.models import Library
+from gallery import pipeline
+from gallery.models import Library, PhotoStage
 
 
 def scan_library(library_id: int) -> dict:
@@ -9,5 +9,5 @@ def scan_library(library_id: int) -> dict:
     return pipeline.import_library(library).totals
 
 
-def render_thumbnails(photo_ids: list[int]) -> dict:
-    return thumbnails.render_batch(photo_ids)
+def render_thumbnails(photo_ids: list[int], model: str = "") -> dict:
+    return pipeline.run_task(PhotoStage.Stage.THUMBNAIL, photo_ids, model)

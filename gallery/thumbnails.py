@@ -124,7 +124,7 @@ def render_for_photo(photo) -> dict[str, Path]:
     from django.utils import timezone
 
     from gallery.imaging import BrokenImage, SkipFile
-    from gallery.models import Photo
+    from gallery.models import Photo, PhotoStage
     from gallery.originals import original_path
 
     try:
@@ -135,6 +135,10 @@ def render_for_photo(photo) -> dict[str, Path]:
         )
     except (BrokenImage, SkipFile) as exc:
         Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.BROKEN, broken_reason=exc.reason)
+        # Later stages have nothing to work on: the reason is on the thumbnail stage.
+        PhotoStage.objects.filter(photo=photo).exclude(stage=PhotoStage.Stage.THUMBNAIL).exclude(
+            state=PhotoStage.State.DONE
+        ).delete()
         raise BrokenImage(exc.reason) from exc
     Photo.objects.filter(pk=photo.pk).update(thumbnails_at=timezone.now(), status=Photo.Status.OK, broken_reason="")
     return paths

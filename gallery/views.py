@@ -57,7 +57,8 @@ def photo_detail(request, pk: int):
         "prev": browse.neighbour(photo, filters, newer=True),
         "next": browse.neighbour(photo, filters, newer=False),
         "query": filters.as_query(),
-        "stages": photo.stages.order_by("stage"),
+        "stages": photo.stages.order_by("id"),
+        "caption": photo.captions.order_by("-created_at").first(),
     }
     return render(request, "gallery/photo.html", context)
 

@@ -240,7 +240,7 @@ def test_other_programs_caches_and_dot_folders_are_not_imported(library_dir):
 def test_new_photos_wait_for_thumbnails(library_dir):
     library_dir.add("png__rgba_alpha.png")
     scan(library_dir.path)
-    assert PhotoStage.objects.get().state in ("pending", "queued")
+    assert PhotoStage.objects.get(stage="thumbnail").state in ("pending", "queued")
 
 
 def test_the_command_prints_one_json_object_and_exits_zero_despite_failures(library_dir):

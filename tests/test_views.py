@@ -20,8 +20,10 @@ def own_urls():
     """Every Shoebox URL pattern (not admin/auth), with sample arguments filled in."""
     samples = {"pk": "1", "content_hash": "ab" * 32, "size": "grid", "file_id": "1", "stage": "thumbnail"}
     for p in get_resolver().url_patterns:
-        if isinstance(p, URLPattern):
-            route = str(p.pattern)
+        patterns = [p] if isinstance(p, URLPattern) else (
+            p.url_patterns if isinstance(p, URLResolver) and str(p.pattern) == "" else [])
+        for q in patterns:
+            route = str(q.pattern)
             yield "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: samples[m.group(1)], route)
 
 
@@ -167,8 +169,9 @@ def test_library_management_is_for_staff_only(viewer_client, tmp_path):
     assert not Library.objects.exists()
 
 
-def test_adding_a_library_in_the_ui_imports_it(staff_client, tmp_path, sync_tasks, corpus,
+def test_adding_a_library_in_the_ui_imports_it(staff_client, tmp_path, sync_tasks, corpus, settings,
                                                django_capture_on_commit_callbacks):
+    settings.CLIP_MODEL = f"ViT-B-32:{tmp_path}/not-copied-yet.safetensors"
     folder = tmp_path / "holiday"
     folder.mkdir()
     (folder / "coffee.jpg").write_bytes((corpus / "bundled_photo__coffee.jpg").read_bytes())
@@ -179,7 +182,11 @@ def test_adding_a_library_in_the_ui_imports_it(staff_client, tmp_path, sync_task
     library = Library.objects.get(name="Holiday")
     assert library.scan_state == "idle"
     assert library.last_scan_totals["imported"] == 1 and library.last_scan_totals["skipped"] == 1
-    assert Photo.objects.get().stages.get().state == "done", "thumbnails rendered by the (synchronous) worker"
+    photo = Photo.objects.get()
+    assert photo.stages.get(stage="thumbnail").state == "done", "thumbnails rendered by the (synchronous) worker"
+    # No CLIP or caption weights on this machine: those stages wait, and the page says so.
+    assert photo.stages.get(stage="embedding").state == "unavailable"
+    assert "manage.py models" in staff_client.get("/").content.decode()
     html = staff_client.get("/libraries/").content.decode()
     assert "Holiday" in html
 

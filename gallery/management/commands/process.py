@@ -5,19 +5,23 @@ from gallery.progress import ProgressBar
 
 
 class Command(BaseCommand):
-    help = "Run every pending processing stage: in the foreground with --sync, else queue it for the worker."
+    help = (
+        "Run every pending processing stage (thumbnail, embedding, caption): in the foreground with "
+        "--sync, else queue it for the worker."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--sync", action="store_true", help="Do the work here, with a progress bar")
-        parser.add_argument("--stage", choices=sorted(pipeline.RUNNERS), help="Only this stage")
+        parser.add_argument("--sync", action="store_true", help="Do the work here, with a progress bar and ETA")
+        parser.add_argument("--stage", choices=list(stages.STAGES), help="Only this stage")
 
     def handle(self, *args, **options):
-        chosen = [options["stage"]] if options["stage"] else list(pipeline.RUNNERS)
-        for stage in chosen:
-            if options["sync"]:
-                bar = ProgressBar(stage) if options["verbosity"] else None
-                totals = pipeline.run_pending(stage, progress=bar)
+        if options["sync"]:
+            bars = (lambda stage: ProgressBar(stage)) if options["verbosity"] else None
+            results = pipeline.run_all_pending(only=options["stage"], progress_for=bars)
+            for stage, totals in results.items():
                 self.stdout.write(f"{stage}: {totals['done']} done, {totals['failed']} failed")
-            else:
-                n = stages.enqueue_pending(stage)
+            for message in stages.unavailable_messages():
+                self.stderr.write(message)
+        else:
+            for stage, n in pipeline.queue_all_pending(only=options["stage"]).items():
                 self.stdout.write(f"{stage}: {n} photos queued for the worker")
