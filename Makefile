@@ -1,6 +1,11 @@
 # Shoebox: `make run` starts everything, `make test` runs every test.
 # Both install what they need first (a venv in .venv, Debian packages for tests).
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip on these machines warns about every missing local index folder: keep the log readable.
+QUIET_PIP := 2>&1 | { grep -v '^WARNING: Location' || true; }
+
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,15 +15,15 @@ LIBRARY ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip $(QUIET_PIP)
 
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r requirements.txt $(QUIET_PIP)
 	touch $@
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-test.txt
+	$(BIN)/pip install -q -r requirements-test.txt $(QUIET_PIP)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -60,28 +60,27 @@ def run_pending(stage: str, *, photo_ids=None, progress=None) -> dict:
     return totals
 
 
-def run_all_pending(*, only: str | None = None, progress_for=None) -> dict[str, dict]:
-    """Every stage in order, in this process. ``progress_for(stage)`` gives a progress callback."""
-    results = {}
+def _stages_to_process(only: str | None):
+    """Stages in order, each with a row per photo and rows of an old model sent back to pending."""
     for stage in stages.STAGES:
         if only and stage != only:
             continue
         stages.ensure_rows(stage)
         stages.follow_model_change(stage)
-        results[stage] = run_pending(stage, progress=progress_for(stage) if progress_for else None)
-    return results
+        yield stage
+
+
+def run_all_pending(*, only: str | None = None, progress_for=None) -> dict[str, dict]:
+    """Every stage in order, in this process. ``progress_for(stage)`` gives a progress callback."""
+    return {
+        stage: run_pending(stage, progress=progress_for(stage) if progress_for else None)
+        for stage in _stages_to_process(only)
+    }
 
 
 def queue_all_pending(*, only: str | None = None) -> dict[str, int]:
-    """Every stage's pending work to the worker (the first stage's now; later ones follow as batches finish)."""
-    queued = {}
-    for stage in stages.STAGES:
-        if only and stage != only:
-            continue
-        stages.ensure_rows(stage)
-        stages.follow_model_change(stage)
-        queued[stage] = stages.enqueue_pending(stage)
-    return queued
+    """Every stage's pending work to the worker (later stages also follow as batches finish)."""
+    return {stage: stages.enqueue_pending(stage) for stage in _stages_to_process(only)}
 
 
 def run_task(stage: str, photo_ids: list[int], model: str = "") -> dict:

@@ -44,13 +44,20 @@ def image_source(photo: Photo) -> bytes | str:
     return original_path(photo)
 
 
-def _claim_all(stage: str, photo_ids: list[int]) -> dict[int, PhotoStage]:
+def _claim_all(stage: str, photo_ids: list[int]) -> tuple[dict[int, PhotoStage], dict[int, Photo], dict]:
+    """Claim each photo of a batch: its stage rows, the photos, and counts with those not claimed as skipped."""
     claimed = {}
     for pk in photo_ids:
         ps = stages.claim(stage, pk)
         if ps is not None:
             claimed[pk] = ps
-    return claimed
+    photos = Photo.objects.in_bulk(list(claimed))
+    return claimed, photos, {"done": 0, "failed": 0, "skipped": len(photo_ids) - len(claimed)}
+
+
+def _unavailable(stage: str, photo_ids: list[int], exc: ModelUnavailable) -> dict:
+    stages.mark_unavailable(stage, photo_ids, exc.message)
+    return {"done": 0, "failed": 0, "skipped": 0, "unavailable": len(photo_ids)}
 
 
 # -- embeddings ------------------------------------------------------------------
@@ -63,12 +70,8 @@ def embed_batch(photo_ids: list[int], model_spec: str = "") -> dict:
     try:
         model = clip.load(model_spec)
     except ModelUnavailable as exc:
-        stages.mark_unavailable(stage, photo_ids, exc.message)
-        return {"done": 0, "failed": 0, "skipped": 0, "unavailable": len(photo_ids)}
-
-    claimed = _claim_all(stage, photo_ids)
-    photos = Photo.objects.in_bulk(list(claimed))
-    counts = {"done": 0, "failed": 0, "skipped": len(photo_ids) - len(claimed)}
+        return _unavailable(stage, photo_ids, exc)
+    claimed, photos, counts = _claim_all(stage, photo_ids)
     inputs, order = [], []
     started = time.monotonic()
     for pk, ps in claimed.items():
@@ -140,12 +143,8 @@ def caption_batch(photo_ids: list[int], model: str = "") -> dict:
         backend = _backend_for(model)
         backend.check_available()
     except ModelUnavailable as exc:
-        stages.mark_unavailable(stage, photo_ids, exc.message)
-        return {"done": 0, "failed": 0, "skipped": 0, "unavailable": len(photo_ids)}
-
-    claimed = _claim_all(stage, photo_ids)
-    photos = Photo.objects.in_bulk(list(claimed))
-    counts = {"done": 0, "failed": 0, "skipped": len(photo_ids) - len(claimed)}
+        return _unavailable(stage, photo_ids, exc)
+    claimed, photos, counts = _claim_all(stage, photo_ids)
     per_call = settings.CAPTION_BATCH if backend.supports_batching else 1
     pending = list(claimed)
     for i in range(0, len(pending), per_call):

@@ -171,3 +171,22 @@ def test_the_models_command_lists_configured_models(ai_settings, tmp_path):
     out = StringIO()
     call_command("models", stdout=out)
     assert "[MISSING]" in out.getvalue() and "manage.py models pull" in out.getvalue()
+
+
+def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corpus, sync_tasks,
+                                                               django_capture_on_commit_callbacks):
+    """Import the corpus and let the (synchronous) worker run the task chain: thumbnails → embeddings → captions."""
+    library, _ = libraries.add_library(str(corpus))
+    with django_capture_on_commit_callbacks(execute=True):
+        report = pipeline.import_library(library)  # queues thumbnails; each batch queues the next stage
+    importable = Photo.objects.filter(status="ok")
+    assert importable.count() >= 70, report.totals
+    for photo in importable:
+        states = dict(photo.stages.values_list("stage", "state"))
+        assert states == {"thumbnail": "done", "embedding": "done", "caption": "done"}, (photo, states)
+    assert Embedding.objects.filter(photo__in=importable).count() == importable.count()
+    assert Caption.objects.filter(photo__in=importable).count() == importable.count()
+    # Undecodable photos stop at the thumbnail stage, with the decoder's reason.
+    for photo in Photo.objects.filter(status="broken"):
+        assert list(photo.stages.values_list("stage", "state")) == [("thumbnail", "failed")]
+        assert photo.stages.get().error
