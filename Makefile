@@ -35,7 +35,6 @@ system-deps:
 run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py ensure_admin
-	$(BIN)/python manage.py collectstatic --noinput -v0
 	@if [ -n "$(LIBRARY)" ]; then $(BIN)/python manage.py import_library "$(LIBRARY)"; fi
 	$(BIN)/python manage.py serve
 

@@ -51,7 +51,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gallery.settings")
 
 CORPUS = ROOT.parent / "shared" / "corpus"
-PROMPT = "Describe this photo in detail: the subject, the setting, colours and any text."
+# The real structured-caption prompt, with the kind of context the pipeline adds.
+from tagging.prompt import PhotoContext, build_prompt  # noqa: E402
+
+PROMPT = build_prompt(PhotoContext(place="Arezzo, Tuscany, Italy", camera="NIKON D70", keywords=["summer", "piazza"]))
 
 # SigLIP base patch-16 at 512 px (google/siglip-base-patch16-512), as in both SmolVLM sizes.
 SIGLIP_B16_512 = dict(
@@ -212,7 +215,7 @@ def main() -> None:
     med = statistics.median
     # Paired per photo (each pair ran back to back), so drift from other load cancels.
     overhead = med([p / b - 1 for p, b in zip(pipeline, bare)])
-    print(f"prompt: {prompt_tokens} tokens (one 512 px tile = 64 image tokens); "
+    print(f"prompt: {prompt_tokens} tokens (the structured-caption prompt; one 512 px tile = 64 image tokens); "
           f"chat template + processor {med(preprocess) * 1000:.0f} ms/photo")
     print(f"pipeline (TransformersBackend.caption), batch 1:  time to first token {med(first_tokens):.2f} s, "
           f"decode {med(decode_rates):.1f} tok/s, {med(pipeline):.2f} s/photo (median)")

@@ -236,7 +236,8 @@ def stage_counts() -> dict[str, dict[str, int]]:
 
 
 def recent_failures(stage: str | None = None, limit: int = 50):
-    qs = PhotoStage.objects.filter(state__in=[State.FAILED, State.UNAVAILABLE]).select_related("photo")
+    """Failed work with its reasons (work waiting for a model is shown by the banner instead)."""
+    qs = PhotoStage.objects.filter(state=State.FAILED).select_related("photo")
     if stage:
         qs = qs.filter(stage=stage)
     return qs.order_by("-updated_at")[:limit]

@@ -33,6 +33,10 @@ def commands(bind: str, web_workers: int) -> dict[str, list[str]]:
 
 
 def serve(bind: str, web_workers: int = 2, *, out=sys.stdout) -> int:
+    from django.core.management import call_command
+
+    # Hashed, compressed static files for WhiteNoise (fast when nothing changed).
+    call_command("collectstatic", interactive=False, verbosity=0)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(settings.WORKER_THREADS))
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -61,7 +65,9 @@ def serve(bind: str, web_workers: int = 2, *, out=sys.stdout) -> int:
     finally:
         for proc in children.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The main process only: gunicorn's master and django-q2's sentinel stop
+                # their own children (a SIGTERM to the whole group made qcluster hang).
+                proc.terminate()
         deadline = time.monotonic() + 30
         for proc in children.values():
             try:
