@@ -14,6 +14,11 @@ from gallery.models import Library, Photo, PhotoStage
 from gallery.scanner import Outcome, ScanReport
 
 
+# Called with the ids of photos a scan added or changed (the tagging app
+# registers its search-document refresh here).
+AFTER_SCAN: list = []
+
+
 def import_library(library: Library, *, progress=None, sync: bool = False) -> ScanReport:
     """Scan ``library``; render thumbnails here (``sync``) or queue the stages for the worker.
 
@@ -23,6 +28,9 @@ def import_library(library: Library, *, progress=None, sync: bool = False) -> Sc
     """
     report = scanner.scan(library, progress=progress)
     new_ids = report.new_photo_ids()
+    changed = report.changed_photo_ids()
+    for hook in AFTER_SCAN:
+        hook(changed)
     for stage in stages.STAGES:
         stages.ensure_rows(stage, new_ids)
     if sync:

@@ -86,6 +86,11 @@ class ScanReport:
     def new_photo_ids(self) -> list[int]:
         return [f.photo_id for f in self.files if f.outcome in (Outcome.IMPORTED, Outcome.UPDATED) and f.photo_id]
 
+    def changed_photo_ids(self) -> list[int]:
+        """Photos this scan added, updated or gave a new path."""
+        kinds = (Outcome.IMPORTED, Outcome.UPDATED, Outcome.MOVED, Outcome.DUPLICATE)
+        return sorted({f.photo_id for f in self.files if f.outcome in kinds and f.photo_id})
+
     def as_dict(self) -> dict:
         return {
             "library": self.library,

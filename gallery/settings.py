@@ -164,6 +164,10 @@ def _default_caption_backend() -> str:
 # open_clip model: "ARCH:PRETRAINED_TAG" (hub), "ARCH:/path/weights.safetensors" or "local-dir:/path".
 CLIP_MODEL = envstr("SHOEBOX_CLIP_MODEL", "ViT-B-32:laion2b_s34b_b79k")
 CLIP_BATCH = envint("SHOEBOX_CLIP_BATCH", 16)
+# HNSW search breadth: recall@10 vs exact scan measured in bench/search_bench.py.
+HNSW_EF_SEARCH = envint("SHOEBOX_HNSW_EF_SEARCH", 100)
+# Cosine distance under which two photos' embeddings count as near-duplicates.
+NEAR_DUPLICATE_DISTANCE = envfloat("SHOEBOX_NEAR_DUPLICATE_DISTANCE", 0.05)
 CAPTION_BACKEND = envstr("SHOEBOX_CAPTION_BACKEND", _default_caption_backend())
 if CAPTION_BACKEND not in ("mlx", "transformers", "openai"):
     raise ValueError(f"SHOEBOX_CAPTION_BACKEND={CAPTION_BACKEND!r}: use mlx, transformers or openai")

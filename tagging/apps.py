@@ -9,9 +9,12 @@ class TaggingConfig(AppConfig):
         # The AI stages run after thumbnails, in this order (cheap first).
         from django.conf import settings
 
+        from gallery import pipeline as gallery_pipeline
         from gallery import stages
         from gallery.models import PhotoStage
-        from tagging import pipeline
+        from tagging import documents, pipeline
+
+        gallery_pipeline.AFTER_SCAN.append(documents.refresh)
 
         stages.register(
             PhotoStage.Stage.EMBEDDING,

@@ -8,6 +8,8 @@ compared (each model has its own partial HNSW index: ``tagging.vectors``).
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from pgvector.django import HalfVectorField
 
@@ -92,3 +94,38 @@ class Caption(models.Model):
                 continue
             rows.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
         return rows
+
+
+class SearchDocument(models.Model):
+    """The full-text document of a photo: what the search box's keyword side matches.
+
+    Weighted: A keywords and caption tags, B title and caption, C
+    descriptions and structured caption fields, D place, camera and file
+    and folder names. Rebuilt by ``tagging.documents.refresh`` when a
+    photo's metadata or caption changes.
+    """
+
+    photo = models.OneToOneField(Photo, on_delete=models.CASCADE, primary_key=True, related_name="search_document")
+    document = SearchVectorField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # Full-text matches: document @@ tsquery.
+            GinIndex(fields=["document"], name="searchdocument_gin"),
+        ]
+
+
+class NearDuplicate(models.Model):
+    """Two photos whose embeddings (of one model) are nearly identical."""
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="+")
+    other = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=300)
+    distance = models.FloatField()  # cosine distance
+    found_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "photo", "other"], name="nearduplicate_unique_pair"),
+        ]

@@ -20,7 +20,7 @@ from gallery.imaging import BrokenImage, SkipFile, open_upright
 from gallery.models import Photo, PhotoStage
 from gallery.originals import OriginalMissing, original_path
 from gallery.thumbnails import thumbnail_path
-from tagging import captions, clip, prompt, vectors
+from tagging import captions, clip, documents, prompt, vectors
 from tagging.availability import ModelUnavailable
 from tagging.models import Caption, Embedding
 
@@ -193,6 +193,7 @@ def caption_batch(photo_ids: list[int], model: str = "") -> dict:
             save_caption(photos[pk], backend, out)
             stages.finish(claimed[pk], started=time.monotonic() - out.latency)
             counts["done"] += 1
+        documents.refresh(ready)
     return counts
 
 

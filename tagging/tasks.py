@@ -10,3 +10,9 @@ def embed(photo_ids: list[int], model: str = "") -> dict:
 
 def caption(photo_ids: list[int], model: str = "") -> dict:
     return pipeline.run_task(PhotoStage.Stage.CAPTION, photo_ids, model)
+
+
+def near_duplicates() -> int:
+    from tagging import near_duplicates as nd
+
+    return nd.refresh()

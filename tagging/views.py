@@ -1,14 +1,16 @@
-"""AI pipeline actions for staff: re-running a stage with the configured model."""
+"""Search, similar photos, near-duplicates, and re-running AI stages. Thin views over tagging modules."""
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from gallery import stages
-from tagging import pipeline
+from gallery.models import Photo
+from tagging import near_duplicates, pipeline, uploads
+from tagging import search as search_module
 
 
 @login_required
@@ -21,3 +23,68 @@ def jobs_reprocess(request, stage: str):
     queued = stages.enqueue_pending(stage)
     messages.success(request, f"{n} photos marked for {stage} with the configured model; {queued} queued.")
     return redirect("jobs")
+
+
+def _search_context(request, response, q: str, include_weak: bool) -> dict:
+    return {
+        "q": q,
+        "response": response,
+        "include_weak": include_weak,
+        "chips": response.query.describe() if q else [],
+    }
+
+
+@login_required
+@require_GET
+def search(request):
+    q = request.GET.get("q", "")
+    include_weak = request.GET.get("more") == "1"
+    response = search_module.search(q, include_weak=include_weak)
+    context = _search_context(request, response, q, include_weak)
+    if request.htmx:
+        return render(request, "tagging/search.html#content", context)
+    return render(request, "tagging/search.html", context)
+
+
+@login_required
+@require_POST
+def search_image(request):
+    upload = request.FILES.get("image")
+    include_weak = request.POST.get("more") == "1"
+    if upload is None:
+        return render(request, "tagging/search.html", {"q": "", "upload_error": "Choose an image to search with."},
+                      status=400)
+    try:
+        image = uploads.open_uploaded_image(upload)
+    except uploads.UploadError as exc:
+        return render(request, "tagging/search.html", {"q": "", "upload_error": str(exc)}, status=400)
+    with image:
+        response = search_module.search_by_image(image, include_weak=include_weak)
+    context = _search_context(request, response, "", include_weak)
+    context["by_image"] = upload.name
+    return render(request, "tagging/search.html", context)
+
+
+@login_required
+@require_GET
+def similar(request, pk: int):
+    photo = get_object_or_404(Photo, pk=pk)
+    include_weak = request.GET.get("more") == "1"
+    results = search_module.similar_photos(photo, include_weak=include_weak)
+    template = "tagging/similar.html#similar" if request.htmx else "tagging/similar.html"
+    return render(request, template, {"photo": photo, "results": results, "include_weak": include_weak})
+
+
+@login_required
+@require_GET
+def duplicates(request):
+    return render(request, "tagging/duplicates.html", near_duplicates.page_context())
+
+
+@login_required
+@require_POST
+@staff_member_required
+def duplicates_refresh(request):
+    near_duplicates.queue_refresh()
+    messages.success(request, "Looking for near-duplicates in the background; reload this page in a while.")
+    return redirect("duplicates")

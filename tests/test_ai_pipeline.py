@@ -190,3 +190,31 @@ def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corp
     for photo in Photo.objects.filter(status="broken"):
         assert list(photo.stages.values_list("stage", "state")) == [("thumbnail", "failed")]
         assert photo.stages.get().error
+
+
+def test_searching_with_an_uploaded_photo_finds_that_photo_first(ai_settings, library_dir, viewer_client, corpus):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    import_some(library_dir, SOME_FILES[:4])
+    pipeline.run_all_pending(only="embedding")
+    target = Photo.objects.get(files__relpath="orientation__landscape_6.jpg")
+    upload = SimpleUploadedFile("query.jpg", (corpus / "orientation__landscape_6.jpg").read_bytes())
+    html = viewer_client.post("/search/image/", {"image": upload, "more": "1"}).content.decode()
+    import re
+
+    shown = [int(x) for x in re.findall(r'data-photo="(\d+)"', html)]
+    assert shown and shown[0] == target.pk
+
+    bad = SimpleUploadedFile("notes.pdf", (corpus / "nonimage__document.pdf").read_bytes())
+    response = viewer_client.post("/search/image/", {"image": bad})
+    assert response.status_code == 400 and "Cannot search with that file" in response.content.decode()
+
+
+def test_text_queries_use_the_clip_text_encoder(ai_settings, library_dir):
+    from tagging import search
+
+    import_some(library_dir, SOME_FILES[:4])
+    pipeline.run_all_pending(only="embedding")
+    response = search.search("a photo", include_weak=True)
+    assert "encode" in response.timings and not response.notices
+    assert all("image" in r.signals for r in response.results) and len(response.results) == 4

@@ -80,3 +80,34 @@ def test_log_in_scroll_open_a_photo_and_arrow_to_the_next(gallery, live_server, 
     page.keyboard.press("ArrowLeft")
     page.wait_for_url(f"**/photos/{gallery[3].pk}/")
 
+
+
+@pytest.fixture
+def searchable(gallery):
+    from tagging import documents
+    from tagging.models import Caption
+
+    Caption.objects.create(photo=gallery[5], backend="t", model="m", prompt_version="v", raw_text="",
+                           caption="A lighthouse at dusk.", tags=["lighthouse"])
+    documents.refresh_all()
+    return gallery[5]
+
+
+def test_typing_in_the_search_box_shows_results_and_a_shareable_url(searchable, live_server, browser):
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
+    page.goto(live_server.url + "/accounts/login/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "a-long-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("a.tile")
+
+    page.locator("form.search input[name=q]").press_sequentially("lighthouse", delay=40)
+    page.wait_for_url("**/search/?q=lighthouse")
+    page.wait_for_selector("#results a.tile")
+    shown = page.locator("#results a.tile").evaluate_all("els => els.map(e => Number(e.dataset.photo))")
+    assert shown == [searchable.pk]
+    assert "caption" in page.locator("#results a.tile .score").first.inner_text()
+
+    # The URL works on its own (shareable, no JavaScript needed to get there).
+    page.goto(live_server.url + "/search/?q=lighthouse")
+    assert page.locator("#results a.tile").count() == 1

@@ -1,0 +1,110 @@
+"""Near-duplicates: photos whose CLIP embeddings are almost the same.
+
+Exact duplicates (the same bytes) are already one photo with several files.
+Near-duplicates — the same scene re-saved, resized, lightly edited, burst
+shots — are found by asking the HNSW index for each photo's few nearest
+neighbours and keeping pairs closer than ``MAX_DISTANCE`` (cosine). The
+pairs are stored (``NearDuplicate``) by a background task, since a large
+library takes minutes, and grouped for the page with union-find.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+
+from gallery.models import Photo, SourceFile
+from tagging.models import Embedding, NearDuplicate
+
+NEIGHBOURS = 5
+CHUNK = 500
+
+
+def max_distance() -> float:
+    return settings.NEAR_DUPLICATE_DISTANCE
+
+
+def find_pairs(model_key: str, dim: int, *, threshold: float | None = None) -> int:
+    """Recompute the stored near-duplicate pairs of one model. Returns pairs found."""
+    threshold = max_distance() if threshold is None else threshold
+    ids = list(Embedding.objects.filter(model=model_key).order_by("photo_id").values_list("photo_id", flat=True))
+    pairs: list[NearDuplicate] = []
+    d = int(dim)
+    sql = f"""
+        SELECT e.photo_id, n.photo_id, n.distance FROM tagging_embedding e
+        CROSS JOIN LATERAL (
+            SELECT x.photo_id, (x.vector::halfvec({d})) <=> (e.vector::halfvec({d})) AS distance
+            FROM tagging_embedding x
+            WHERE x.model = %s AND x.photo_id <> e.photo_id
+            ORDER BY (x.vector::halfvec({d})) <=> (e.vector::halfvec({d})) LIMIT {NEIGHBOURS}
+        ) n
+        WHERE e.model = %s AND e.photo_id = ANY(%s) AND n.distance < %s
+    """
+    for i in range(0, len(ids), CHUNK):
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(f"SET LOCAL hnsw.ef_search = {int(settings.HNSW_EF_SEARCH)}")
+            cur.execute(sql, [model_key, model_key, ids[i : i + CHUNK], threshold])
+            for a, b, dist in cur.fetchall():
+                if a < b:
+                    pairs.append(NearDuplicate(photo_id=a, other_id=b, model=model_key, distance=dist))
+                else:
+                    pairs.append(NearDuplicate(photo_id=b, other_id=a, model=model_key, distance=dist))
+    with transaction.atomic():
+        NearDuplicate.objects.filter(model=model_key).delete()
+        NearDuplicate.objects.bulk_create(pairs, ignore_conflicts=True)
+    return NearDuplicate.objects.filter(model=model_key).count()
+
+
+def groups(model_key: str) -> list[list[int]]:
+    """Connected groups of near-duplicate photo ids, largest first."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in NearDuplicate.objects.filter(model=model_key).values_list("photo_id", "other_id"):
+        parent[root(a)] = root(b)
+    found: dict[int, list[int]] = {}
+    for x in list(parent):
+        found.setdefault(root(x), []).append(x)
+    return sorted((sorted(g) for g in found.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+
+
+def refresh() -> int:
+    """Recompute pairs for the configured model (the background task)."""
+    from tagging.search import current_embedding_model
+
+    model = current_embedding_model()
+    if model is None:
+        return 0
+    return find_pairs(*model)
+
+
+def queue_refresh() -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task("tagging.tasks.near_duplicates", group="near-duplicates"))
+
+
+def page_context(limit: int = 100) -> dict:
+    from tagging.search import current_embedding_model
+
+    # Exact duplicates: one photo, several files with the same bytes.
+    copies = (
+        SourceFile.objects.filter(missing=False, outcome=SourceFile.Outcome.PHOTO)
+        .values("photo_id").annotate(n=Count("id")).filter(n__gt=1).order_by("-n", "photo_id")[:limit]
+    )
+    by_id = Photo.objects.in_bulk([row["photo_id"] for row in copies])
+    exact = [by_id[row["photo_id"]] for row in copies if row["photo_id"] in by_id]
+    model = current_embedding_model()
+    near = []
+    if model is not None:
+        id_groups = groups(model[0])[:limit]
+        photos = Photo.objects.visible().in_bulk([pk for g in id_groups for pk in g])
+        near = [[photos[pk] for pk in g if pk in photos] for g in id_groups]
+        near = [g for g in near if len(g) > 1]
+    return {"exact": exact, "near": near, "threshold": max_distance(), "has_embeddings": model is not None}

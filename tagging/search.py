@@ -1,0 +1,434 @@
+"""One search box: CLIP similarity, full text and filters, fused and scored.
+
+``search(q)`` parses the query (``tagging.query``), then runs two
+retrievals restricted by the same filters:
+
+* **image** — the CLIP text embedding of the free text against the photos'
+  embeddings, through the model's HNSW index (``tagging.vectors``);
+* **text** — Postgres full-text search over each photo's weighted document
+  (``tagging.documents``: keywords and caption tags, captions, structured
+  caption fields, place names, camera, file and folder names);
+
+and fuses the two ranked lists with reciprocal rank fusion. Every result
+carries its fused score and the signals that matched.
+
+**Relevance cut-off.** The nearest embeddings are not shown merely for
+being nearest. For each query, the similarities of a random sample of the
+library's embeddings give the score distribution of *unrelated* photos for
+that query, estimated from the low end of the sample (its 10th and 30th
+percentiles, so even a query that matches most of the library cannot
+inflate it); a semantic match is kept only when it stands out from that
+distribution by ``SEMANTIC_MIN_Z`` standard deviations. At 3.0 an unrelated
+photo passes with a probability of about 0.1%. Weaker matches are counted,
+and shown when the user asks for them (``include_weak``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from gallery.models import Photo, SourceFile
+from tagging import clip
+from tagging.availability import ModelUnavailable
+from tagging.models import Caption, Embedding, SearchDocument
+from tagging.query import ParsedQuery, parse_query
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.)
+CANDIDATES = 200  # per retrieval
+SEMANTIC_MIN_Z = 3.0
+BACKGROUND_SAMPLE = 2000
+BACKGROUND_TTL = 600  # seconds
+NULL_Z30 = 0.5244  # -Φ⁻¹(0.30): the 30th percentile lies 0.524 σ below the mean
+NULL_Z_GAP = 1.2816 - 0.5244  # Φ⁻¹(0.90) - Φ⁻¹(0.70): σ between the 10th and 30th percentiles
+
+
+@dataclass
+class SearchResult:
+    photo: Photo
+    score: float  # fused score, 0–100 (100: first in every list)
+    signals: dict[str, float] = field(default_factory=dict)  # "image": similarity, "caption": rank …
+    weak: bool = False  # a semantic match below the cut-off, shown on request
+
+    @property
+    def signal_names(self) -> list[str]:
+        return list(self.signals)
+
+
+@dataclass
+class SearchResponse:
+    query: ParsedQuery
+    results: list[SearchResult]
+    hidden_weak: int = 0  # semantic matches below the cut-off, not shown
+    threshold: float | None = None  # the similarity a semantic match needed for this query
+    notices: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.query.errors
+
+
+# -- filters -------------------------------------------------------------------------
+
+
+def _day_start(d) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def _tag_match(tag: str) -> Q:
+    """A keyword from the file (any case; a hierarchical keyword's last level too) or a caption tag."""
+    lowered = tag.lower()
+    keyword = RawSQL(
+        "EXISTS (SELECT 1 FROM unnest(gallery_photo.keywords) k "
+        "WHERE lower(k) = %s OR lower(k) LIKE %s)",
+        [lowered, "%|" + lowered.replace("%", r"\%").replace("_", r"\_")],
+        output_field=BooleanField(),
+    )
+    in_caption = Exists(Caption.objects.filter(photo=OuterRef("pk"), tags__contains=[lowered]))
+    return Q(keyword) | Q(in_caption)
+
+
+def filtered_photos(q: ParsedQuery) -> QuerySet:
+    """Visible photos that pass every filter of ``q`` (the free text is not applied here)."""
+    qs = Photo.objects.visible()
+    if q.dates:
+        any_date = Q()
+        for r in q.dates:
+            part = Q()
+            if r.start:
+                part &= Q(taken_at__gte=_day_start(r.start))
+            if r.end:
+                part &= Q(taken_at__lt=_day_start(r.end))
+            any_date |= part
+        qs = qs.filter(any_date)
+    if q.after:
+        qs = qs.filter(taken_at__gte=_day_start(q.after))
+    if q.before:
+        qs = qs.filter(taken_at__lt=_day_start(q.before))
+    if q.cameras:
+        cond = Q()
+        for c in q.cameras:
+            cond |= Q(camera_make__icontains=c) | Q(camera_model__icontains=c) | Q(lens__icontains=c)
+        qs = qs.filter(cond)
+    if q.places:
+        cond = Q()
+        for p in q.places:
+            cond |= Q(place_city__icontains=p) | Q(place_region__icontains=p) | Q(place_country__icontains=p)
+        qs = qs.filter(cond)
+    if q.libraries:
+        cond = Q()
+        for name in q.libraries:
+            cond |= Q(library__name__iexact=name)
+        qs = qs.filter(Exists(SourceFile.objects.filter(cond, photo=OuterRef("pk"), missing=False)))
+    if q.folders:
+        cond = Q()
+        for folder in q.folders:
+            folder = folder.strip("/")
+            cond |= Q(folder=folder) | Q(folder__startswith=folder + "/")
+        qs = qs.filter(Exists(SourceFile.objects.filter(cond, photo=OuterRef("pk"), missing=False)))
+    for tag in q.tags:
+        qs = qs.filter(_tag_match(tag))
+    for tag in q.exclude_tags:
+        qs = qs.exclude(_tag_match(tag))
+    for word in q.exclude_words:
+        qs = qs.exclude(
+            Exists(SearchDocument.objects.filter(photo=OuterRef("pk")).extra(
+                where=["document @@ plainto_tsquery('simple', %s)"], params=[word]))
+        )
+    if "gps" in q.has:
+        qs = qs.filter(latitude__isnull=False, longitude__isnull=False)
+    if "caption" in q.has:
+        qs = qs.filter(Exists(Caption.objects.filter(photo=OuterRef("pk"))))
+    if "embedding" in q.has:
+        qs = qs.filter(Exists(Embedding.objects.filter(photo=OuterRef("pk"))))
+    if "keywords" in q.has:
+        qs = qs.exclude(keywords=[])
+    return qs
+
+
+def _filter_sql(q: ParsedQuery) -> tuple[str, list]:
+    """``photo_id IN (…)`` for the filters, or an always-true clause when there are none."""
+    if not q.has_filters:
+        return "TRUE", []
+    sql, params = filtered_photos(q).values("pk").query.sql_with_params()
+    return f"photo_id IN ({sql})", list(params)
+
+
+# -- image side ---------------------------------------------------------------------
+
+
+_background: dict[str, tuple[float, int, np.ndarray]] = {}
+_background_lock = threading.Lock()
+
+
+def background_vectors(model_key: str) -> np.ndarray:
+    """A random sample of this model's embeddings (cached per process for a few minutes)."""
+    now = time.monotonic()
+    with _background_lock:
+        cached = _background.get(model_key)
+        if cached and now - cached[0] < BACKGROUND_TTL:
+            return cached[2]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT vector::text FROM tagging_embedding WHERE model = %s ORDER BY random() LIMIT %s",
+            [model_key, BACKGROUND_SAMPLE],
+        )
+        rows = [np.array(r[0].strip("[]").split(","), dtype=np.float32) for r in cur.fetchall()]
+    sample = np.stack(rows) if rows else np.zeros((0, 1), dtype=np.float32)
+    with _background_lock:
+        _background[model_key] = (now, len(rows), sample)
+    return sample
+
+
+def clear_background() -> None:
+    with _background_lock:
+        _background.clear()
+
+
+def similarity_threshold(model_key: str, vector: np.ndarray, min_z: float = SEMANTIC_MIN_Z) -> float | None:
+    """The similarity a photo needs to stand out from unrelated ones for this query vector.
+
+    None when the library is too small (< 30 embeddings) to estimate it:
+    then nothing is cut.
+    """
+    sample = background_vectors(model_key)
+    if len(sample) < 30 or sample.shape[1] != len(vector):
+        return None
+    sims = sample @ vector.astype(np.float32)
+    # The unrelated photos' distribution, from the low end of the sample: its
+    # 10th and 30th percentiles give a normal's mean and spread, so matches
+    # up to 70% of the library cannot inflate the estimate.
+    q10, q30 = np.percentile(sims, [10, 30])
+    spread = max(float(q30 - q10) / NULL_Z_GAP, 1e-3)
+    mean = float(q30) + NULL_Z30 * spread
+    return mean + min_z * spread
+
+
+def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: str = "TRUE",
+            params: list | None = None, exclude: int | None = None) -> list[tuple[int, float]]:
+    """[(photo id, cosine similarity)] nearest first, through the model's HNSW index."""
+    literal = "[" + ",".join(f"{x:.6g}" for x in vector.tolist()) + "]"
+    sql = (
+        f"SELECT photo_id, 1 - ((vector::halfvec({int(dim)})) <=> %s::halfvec({int(dim)})) AS similarity "
+        f"FROM tagging_embedding WHERE model = %s AND {where}"
+        + (" AND photo_id <> %s" if exclude is not None else "")
+        + f" ORDER BY (vector::halfvec({int(dim)})) <=> %s::halfvec({int(dim)}) LIMIT %s"
+    )
+    args = [literal, model_key, *(params or [])] + ([exclude] if exclude is not None else []) + [literal, limit]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"SET LOCAL hnsw.ef_search = {int(settings.HNSW_EF_SEARCH)}")
+        # Filtered queries keep scanning the index until enough rows pass the filter.
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cur.execute(sql, args)
+        rows = cur.fetchall()
+    rows.sort(key=lambda r: -r[1])  # relaxed_order: re-sort the few rows we got
+    return [(pk, float(sim)) for pk, sim in rows]
+
+
+def current_embedding_model() -> tuple[str, int] | None:
+    """(key, dim) of the configured CLIP model's embeddings, if any exist."""
+    try:
+        key = clip.ClipSpec.parse(settings.CLIP_MODEL).key
+    except (ModelUnavailable, ValueError):
+        return None
+    row = Embedding.objects.filter(model=key).values_list("dim", flat=True).first()
+    return (key, row) if row else None
+
+
+def embed_query_text(text: str) -> np.ndarray:
+    model = clip.load(settings.CLIP_MODEL)
+    return model.embed_texts([text])[0]
+
+
+# -- text side ----------------------------------------------------------------------
+
+_TSQUERY = "(websearch_to_tsquery('english', %s) || websearch_to_tsquery('simple', %s))"
+
+
+def text_matches(text: str, *, limit: int, where: str = "TRUE", params: list | None = None) -> list[tuple[int, float, list[str]]]:
+    """[(photo id, rank, matched parts)] for documents containing every word of ``text``."""
+    sql = f"""
+        SELECT photo_id, ts_rank_cd('{{0.1, 0.2, 0.4, 1.0}}', document, q) AS rank,
+               ts_rank('{{0, 0, 0, 1}}', document, q) > 0 AS in_a,
+               ts_rank('{{0, 0, 1, 0}}', document, q) > 0 AS in_b,
+               ts_rank('{{0, 1, 0, 0}}', document, q) > 0 AS in_c,
+               ts_rank('{{1, 0, 0, 0}}', document, q) > 0 AS in_d
+        FROM tagging_searchdocument, (SELECT {_TSQUERY} AS q) AS qq
+        WHERE document @@ q AND {where}
+        ORDER BY rank DESC, photo_id DESC LIMIT %s
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [text, text, *(params or []), limit])
+        rows = cur.fetchall()
+    out = []
+    for pk, rank, in_a, in_b, in_c, in_d in rows:
+        parts = [name for name, hit in (("tag", in_a), ("caption", in_b), ("description", in_c), ("name", in_d)) if hit]
+        out.append((pk, float(rank), parts))
+    return out
+
+
+def _refine_name_signals(results: list[SearchResult], text: str) -> None:
+    """Split the "name" signal (weight D) into place, camera and file for the shown results."""
+    ids = [r.photo.pk for r in results if "name" in r.signals]
+    if not ids:
+        return
+    sql = f"""
+        SELECT p.id,
+               to_tsvector('simple', concat_ws(' ', p.place_city, p.place_region, p.place_country)) @@ q,
+               to_tsvector('simple', concat_ws(' ', p.camera_make, p.camera_model, p.lens)) @@ q
+        FROM gallery_photo p, (SELECT {_TSQUERY} AS q) AS qq WHERE p.id = ANY(%s)
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [text, text, ids])
+        found = {pk: (place, camera) for pk, place, camera in cur.fetchall()}
+    for r in results:
+        if "name" not in r.signals:
+            continue
+        value = r.signals.pop("name")
+        place, camera = found.get(r.photo.pk, (False, False))
+        if place:
+            r.signals["place"] = value
+        if camera:
+            r.signals["camera"] = value
+        if not place and not camera:
+            r.signals["file"] = value
+
+
+# -- the search ---------------------------------------------------------------------
+
+
+def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
+           text_vector: np.ndarray | None = None) -> SearchResponse:
+    """Run the search box's query. ``text_vector`` skips the CLIP text encoder (benchmarks, tests)."""
+    started = time.perf_counter()
+    parsed = q if isinstance(q, ParsedQuery) else parse_query(q)
+    response = SearchResponse(query=parsed, results=[])
+    if parsed.is_empty:
+        return response
+    where, params = _filter_sql(parsed)
+    response.timings["parse"] = time.perf_counter() - started
+
+    if not parsed.text:
+        # Filters alone: every matching photo, newest first.
+        photos = list(filtered_photos(parsed).newest_first()[:limit])
+        response.results = [SearchResult(photo=p, score=0.0, signals={"filter": 1.0}) for p in photos]
+        response.timings["total"] = time.perf_counter() - started
+        return response
+
+    ranked: dict[int, dict] = {}
+
+    def add(pk: int, rank: int, signal: str, value: float) -> None:
+        entry = ranked.setdefault(pk, {"score": 0.0, "signals": {}, "weak": False})
+        entry["score"] += 1.0 / (RRF_K + rank)
+        entry["signals"][signal] = value
+
+    # Image side.
+    t = time.perf_counter()
+    model = current_embedding_model()
+    if model is None:
+        response.notices.append("No photo has a CLIP embedding yet: searching captions, tags and names only.")
+    else:
+        key, dim = model
+        try:
+            vector = text_vector if text_vector is not None else embed_query_text(parsed.text)
+        except ModelUnavailable as exc:
+            response.notices.append(exc.message + " Searching captions, tags and names only.")
+            vector = None
+        response.timings["encode"] = time.perf_counter() - t
+        if vector is not None:
+            t = time.perf_counter()
+            hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params)
+            response.timings["vector"] = time.perf_counter() - t
+            threshold = similarity_threshold(key, vector)
+            response.threshold = threshold
+            strong = [h for h in hits if threshold is None or h[1] >= threshold]
+            weak = [h for h in hits if threshold is not None and h[1] < threshold]
+            response.hidden_weak = 0 if include_weak else len(weak)
+            for rank, (pk, sim) in enumerate(strong, 1):
+                add(pk, rank, "image", sim)
+            if include_weak:
+                for rank, (pk, sim) in enumerate(weak, len(strong) + 1):
+                    add(pk, rank, "image", sim)
+                    ranked[pk]["weak"] = "caption" not in ranked[pk]["signals"]
+
+    # Text side.
+    t = time.perf_counter()
+    for rank, (pk, text_rank, parts) in enumerate(text_matches(parsed.text, limit=CANDIDATES, where=where,
+                                                                params=params), 1):
+        entry = ranked.setdefault(pk, {"score": 0.0, "signals": {}, "weak": False})
+        entry["score"] += 1.0 / (RRF_K + rank)
+        for part in parts:
+            entry["signals"][part] = text_rank
+        entry["weak"] = False
+    response.timings["text"] = time.perf_counter() - t
+
+    order = sorted(ranked.items(), key=lambda item: (-item[1]["score"], -item[0]))[:limit]
+    photos = Photo.objects.in_bulk([pk for pk, _ in order])
+    best = 2.0 / (RRF_K + 1)  # first in both lists
+    for pk, entry in order:
+        if pk in photos:
+            response.results.append(SearchResult(
+                photo=photos[pk], score=round(100 * entry["score"] / best, 1),
+                signals=entry["signals"], weak=entry["weak"],
+            ))
+    _refine_name_signals(response.results, parsed.text)
+    response.timings["total"] = time.perf_counter() - started
+    return response
+
+
+def similar_photos(photo: Photo, *, limit: int = 24, include_weak: bool = False) -> list[SearchResult]:
+    """Photos that look like ``photo`` (its embedding of the configured model), most similar first."""
+    model = current_embedding_model()
+    if model is None:
+        return []
+    key, dim = model
+    emb = Embedding.objects.filter(photo=photo, model=key).first()
+    if emb is None:
+        return []
+    vector = np.asarray(list(emb.vector), dtype=np.float32)
+    hits = nearest(key, dim, vector, limit=limit, exclude=photo.pk)
+    threshold = None if include_weak else similarity_threshold(key, vector)
+    hits = [h for h in hits if threshold is None or h[1] >= threshold]
+    photos = Photo.objects.visible().in_bulk([pk for pk, _ in hits])
+    return [SearchResult(photo=photos[pk], score=round(100 * sim, 1), signals={"image": sim})
+            for pk, sim in hits if pk in photos]
+
+
+def search_by_image(image, *, limit: int = 60, include_weak: bool = False) -> SearchResponse:
+    """Photos that look like an uploaded image."""
+    response = SearchResponse(query=parse_query(""), results=[])
+    model = current_embedding_model()
+    if model is None:
+        response.notices.append("No photo has a CLIP embedding yet.")
+        return response
+    key, dim = model
+    try:
+        vector = clip.load(settings.CLIP_MODEL).embed_images([image])[0]
+    except ModelUnavailable as exc:
+        response.notices.append(exc.message)
+        return response
+    hits = nearest(key, dim, vector, limit=CANDIDATES)
+    threshold = similarity_threshold(key, vector)
+    response.threshold = threshold
+    strong = [h for h in hits if threshold is None or h[1] >= threshold]
+    response.hidden_weak = 0 if include_weak else len(hits) - len(strong)
+    chosen = hits if include_weak else strong
+    photos = Photo.objects.visible().in_bulk([pk for pk, _ in chosen[:limit]])
+    response.results = [SearchResult(photo=photos[pk], score=round(100 * sim, 1), signals={"image": sim},
+                                     weak=threshold is not None and sim < threshold)
+                        for pk, sim in chosen[:limit] if pk in photos]
+    return response
+
+
