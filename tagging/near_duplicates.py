@@ -25,10 +25,19 @@ def max_distance() -> float:
     return settings.NEAR_DUPLICATE_DISTANCE
 
 
-def find_pairs(model_key: str, dim: int, *, threshold: float | None = None) -> int:
-    """Recompute the stored near-duplicate pairs of one model. Returns pairs found."""
+def find_pairs(model_key: str, dim: int, *, threshold: float | None = None, photo_ids: list[int] | None = None) -> int:
+    """Find near-duplicate pairs of one model; returns the pairs stored for it.
+
+    Without ``photo_ids`` every photo is looked at again and the model's pairs
+    are replaced; with them (the embedding stage, after each batch) only
+    those photos' neighbours are looked up and new pairs added.
+    """
     threshold = max_distance() if threshold is None else threshold
-    ids = list(Embedding.objects.filter(model=model_key).order_by("photo_id").values_list("photo_id", flat=True))
+    everything = photo_ids is None
+    ids = list(
+        Embedding.objects.filter(model=model_key, **({} if everything else {"photo_id__in": photo_ids}))
+        .order_by("photo_id").values_list("photo_id", flat=True)
+    )
     pairs: list[NearDuplicate] = []
     d = int(dim)
     sql = f"""
@@ -51,7 +60,8 @@ def find_pairs(model_key: str, dim: int, *, threshold: float | None = None) -> i
                 else:
                     pairs.append(NearDuplicate(photo_id=b, other_id=a, model=model_key, distance=dist))
     with transaction.atomic():
-        NearDuplicate.objects.filter(model=model_key).delete()
+        if everything:
+            NearDuplicate.objects.filter(model=model_key).delete()
         NearDuplicate.objects.bulk_create(pairs, ignore_conflicts=True)
     return NearDuplicate.objects.filter(model=model_key).count()
 

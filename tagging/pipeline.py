@@ -20,7 +20,7 @@ from gallery.imaging import BrokenImage, SkipFile, open_upright
 from gallery.models import Photo, PhotoStage
 from gallery.originals import OriginalMissing, original_path
 from gallery.thumbnails import thumbnail_path
-from tagging import captions, clip, documents, prompt, vectors
+from tagging import captions, clip, documents, near_duplicates, prompt, vectors
 from tagging.availability import ModelUnavailable
 from tagging.models import Caption, Embedding
 
@@ -105,6 +105,7 @@ def embed_batch(photo_ids: list[int], model_spec: str = "") -> dict:
 
     per_photo = (time.monotonic() - started) / len(order)
     vectors.ensure_index(model.key, model.dim)
+    embedded: list[int] = []
     for index, vector, error in results:
         pk = order[index]
         ps = claimed[pk]
@@ -118,6 +119,9 @@ def embed_batch(photo_ids: list[int], model_spec: str = "") -> dict:
             )
             stages.finish(ps, started=time.monotonic() - per_photo)
         counts["done"] += 1
+        embedded.append(pk)
+    # New photos' near-duplicates, so the duplicates page keeps up with imports.
+    near_duplicates.find_pairs(model.key, model.dim, photo_ids=embedded)
     return counts
 
 

@@ -470,3 +470,27 @@ def _norm(text: str) -> str:
 def _shown(value: str, limit: int = 40) -> str:
     """A value short enough to quote in a message."""
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+# The search page's filter controls, as query syntax: (form field, filter key).
+FORM_FILTERS = (("year", ""), ("camera", "camera"), ("place", "place"), ("tag", "tag"),
+                ("library", "library"), ("folder", "folder"))
+
+
+def with_form_filters(text: str, form) -> str:
+    """The query text with the search page's filter controls appended as filter syntax.
+
+    The controls only write query syntax, so what the URL says is all there
+    is: ``/search/?q=…`` stays shareable and the box shows what was applied.
+    """
+    tokens = [text.strip()] if text and text.strip() else []
+    for field_name, key in FORM_FILTERS:
+        value = (form.get(field_name) or "").strip().replace('"', "")
+        if not value:
+            continue
+        if " " in value:
+            value = f'"{value}"'
+        tokens.append(f"{key}:{value}" if key else value)
+    if form.get("gps"):
+        tokens.append("has:gps")
+    return " ".join(tokens)

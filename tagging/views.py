@@ -7,9 +7,13 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery import stages
-from gallery.models import Photo
-from tagging import near_duplicates, pipeline, uploads
+from urllib.parse import urlencode
+
+from django.urls import reverse
+
+from gallery import browse, stages
+from gallery.models import Library, Photo
+from tagging import near_duplicates, pipeline, query, uploads
 from tagging import search as search_module
 
 
@@ -31,6 +35,8 @@ def _search_context(request, response, q: str, include_weak: bool) -> dict:
         "response": response,
         "include_weak": include_weak,
         "chips": response.query.describe() if q else [],
+        "libraries": Library.objects.all(),
+        "years": browse.years(browse.GridFilters()),
     }
 
 
@@ -38,6 +44,9 @@ def _search_context(request, response, q: str, include_weak: bool) -> dict:
 @require_GET
 def search(request):
     q = request.GET.get("q", "")
+    if any(request.GET.get(name) for name, _ in query.FORM_FILTERS) or request.GET.get("gps"):
+        # The filter controls become query syntax in a canonical, shareable URL.
+        return redirect(f"{reverse('search')}?{urlencode({'q': query.with_form_filters(q, request.GET)})}")
     include_weak = request.GET.get("more") == "1"
     response = search_module.search(q, include_weak=include_weak)
     context = _search_context(request, response, q, include_weak)

@@ -247,3 +247,11 @@ def test_without_embeddings_search_says_so_and_uses_text(varied):
     response = search.search("arezzo")
     assert any("No photo has a CLIP embedding" in n for n in response.notices)
     assert [r.photo.pk for r in response.results] == [varied["nikon_2019"].pk]
+
+
+def test_the_filter_controls_write_query_syntax_into_a_shareable_url(viewer_client, varied):
+    response = viewer_client.get("/search/", {"q": "beach", "year": "2019", "camera": "nikon d70", "gps": "1"})
+    assert response.status_code == 302
+    assert response["Location"] == "/search/?q=beach+2019+camera%3A%22nikon+d70%22+has%3Agps"
+    page = viewer_client.get(response["Location"]).content.decode()
+    assert set(map(int, re.findall(r'data-photo="(\d+)"', page))) == {varied["nikon_2019"].pk}
