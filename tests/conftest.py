@@ -73,6 +73,16 @@ def library_dir(tmp_path, corpus):
 
 
 @pytest.fixture
+def library(tmp_path):
+    """An empty library named "Family" whose root is a fresh folder."""
+    from gallery.models import Library
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    return Library.objects.create(name="Family", root=str(root))
+
+
+@pytest.fixture
 def sync_tasks(monkeypatch):
     """django-q2 runs tasks in-process (it reads its config once at import)."""
     from django_q.conf import Conf

@@ -36,13 +36,6 @@ def _configured_model(settings):
 
 
 @pytest.fixture
-def library(tmp_path):
-    root = tmp_path / "lib"
-    root.mkdir()
-    return Library.objects.create(name="Family", root=str(root))
-
-
-@pytest.fixture
 def clusters(library):
     """Five clusters of 20 photos around orthogonal centres A–E (C, D and E unrelated to A and B)."""
     rng = np.random.default_rng(7)

@@ -28,13 +28,6 @@ def own_urls():
 
 
 @pytest.fixture
-def library(tmp_path):
-    root = tmp_path / "lib"
-    root.mkdir()
-    return Library.objects.create(name="Family", root=str(root))
-
-
-@pytest.fixture
 def many_photos(library):
     base = datetime(2022, 3, 1, tzinfo=timezone.utc)
     return [make_photo(library, f"f{i // 10}/p{i}.jpg", taken=base + timedelta(days=i)) for i in range(25)]
