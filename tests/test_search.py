@@ -248,3 +248,15 @@ def test_the_filter_controls_write_query_syntax_into_a_shareable_url(viewer_clie
     assert response["Location"] == "/search/?q=beach+2019+camera%3A%22nikon+d70%22+has%3Agps"
     page = viewer_client.get(response["Location"]).content.decode()
     assert set(map(int, re.findall(r'data-photo="(\d+)"', page))) == {varied["nikon_2019"].pk}
+
+
+def test_photos_whose_files_are_all_missing_are_not_found(clusters):
+    from gallery.models import SourceFile
+
+    centres, photos = clusters
+    gone, _ = photos["A"][0]
+    SourceFile.objects.filter(photo=gone).update(missing=True)
+    for q in ("anything", "anything 2020"):
+        response = search.search(q, text_vector=centres["A"])
+        assert gone.pk not in ids(response)
+        assert len(response.results) == 19
