@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 
 from gallery import stages
 from gallery.models import Library, Photo, PhotoStage, SourceFile
@@ -110,8 +110,7 @@ def neighbour(photo: Photo, filters: GridFilters, *, newer: bool) -> Photo | Non
     """The photo before (newer) or after (older) ``photo`` in the grid's order."""
     qs = filters.apply(Photo.objects.visible()).exclude(pk=photo.pk)
     if newer:
-        qs = qs.filter(Q(taken_at__gt=photo.taken_at) | Q(taken_at=photo.taken_at, id__gt=photo.pk))
-        return qs.order_by("taken_at", "id").only("id").first()
+        return qs.after(photo.taken_at, photo.pk).order_by("taken_at", "id").only("id").first()
     return qs.before(photo.taken_at, photo.pk).newest_first().only("id").first()
 
 

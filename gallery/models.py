@@ -62,8 +62,21 @@ class PhotoQuerySet(models.QuerySet):
         return self.order_by("-taken_at", "-id")
 
     def before(self, taken_at, pk):
-        """Keyset page boundary: photos that sort after (taken_at, pk) newest-first."""
-        return self.filter(models.Q(taken_at__lt=taken_at) | models.Q(taken_at=taken_at, id__lt=pk))
+        """Keyset page boundary: photos that sort after (taken_at, pk) newest-first.
+
+        The redundant ``taken_at <= …`` lets Postgres start the index scan at
+        the boundary; with the OR alone it walked from the newest photo
+        (22 ms instead of 2 ms at 90% depth of 100k photos: bench/grid_bench.py).
+        """
+        return self.filter(taken_at__lte=taken_at).filter(
+            models.Q(taken_at__lt=taken_at) | models.Q(taken_at=taken_at, id__lt=pk)
+        )
+
+    def after(self, taken_at, pk):
+        """Photos that sort before (taken_at, pk) newest-first (the newer side)."""
+        return self.filter(taken_at__gte=taken_at).filter(
+            models.Q(taken_at__gt=taken_at) | models.Q(taken_at=taken_at, id__gt=pk)
+        )
 
 
 class Photo(models.Model):
