@@ -41,8 +41,14 @@ run: install
 test: install-test system-deps
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest
 
+# Benchmarks are not part of `make test`; each prints ratios against a baseline run in the
+# same process. Results and the machine they ran on: BENCHMARKS.md.
 bench: install-test system-deps
 	$(BIN)/python bench/import_bench.py
+	$(BIN)/python bench/clip_bench.py
+	$(BIN)/python bench/caption_bench.py --model-arch smolvlm-500m --photos 4 --batch 4
+	$(BIN)/python bench/search_bench.py
+	$(BIN)/python bench/grid_bench.py
 
 clean-data:
 	-$(BIN)/python manage.py shoebox_db stop

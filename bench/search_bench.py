@@ -850,13 +850,13 @@ def machine(conn) -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     except OSError:
-        pass
+        cpu = cpu or "unknown CPU"  # no /proc (not Linux): keep platform's name
     mem = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f", {kb / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
-        pass
+        mem = ""  # no /proc/meminfo: memory left out of the line
     pg = conn.execute("SHOW server_version").fetchone()[0]
     vec = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
     shared = conn.execute("SHOW shared_buffers").fetchone()[0]
