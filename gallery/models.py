@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -55,7 +55,7 @@ class PhotoQuerySet(models.QuerySet):
 
     def in_year(self, year: int):
         # A range, not __year, so the (taken_at, id) index serves it.
-        start = djtz.datetime(year, 1, 1, tzinfo=timezone.utc)
+        start = datetime(year, 1, 1, tzinfo=timezone.utc)
         return self.filter(taken_at__gte=start, taken_at__lt=start.replace(year=year + 1))
 
     def newest_first(self):

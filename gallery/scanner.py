@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.db import transaction
@@ -229,7 +229,7 @@ def _photo_fields(r: _Read) -> dict:
         # The wall clock is local to the stated offset: store the true instant.
         sign = -1 if meta.taken_at_offset.startswith("-") else 1
         hh, mm = meta.taken_at_offset[1:].split(":")
-        taken_at = taken_at - sign * djtz.timedelta(hours=int(hh), minutes=int(mm))
+        taken_at = taken_at - sign * timedelta(hours=int(hh), minutes=int(mm))
     return dict(
         content_hash=r.content_hash,
         file_size=r.entry.size,
