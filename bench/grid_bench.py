@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import search_bench as sb  # noqa: E402  (sets up Django for its own bench database)
+import search_bench as sb  # noqa: E402  (names its bench database, SHOEBOX_DB_NAME)
+
+import benchdb  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, float]:
@@ -41,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     lib = sb.make_library(args.photos, 32, max(10, args.photos // 100))
-    params = sb.setup_database()
+    params = benchdb.create()
     conn = sb.bench_connection(params)
     try:
         sb.load_library(conn, lib, "grid-bench")
@@ -87,7 +89,7 @@ def main() -> None:
     finally:
         conn.close()
         if not args.keep:
-            sb.drop_database(params)
+            benchdb.drop(params)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gallery.settings")
 os.environ["SHOEBOX_DB_NAME"] = "shoebox_bench"
 
+import benchdb  # noqa: E402  (bench/ is on sys.path when this file runs)
+
 
 def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -78,36 +80,6 @@ def make_photos(folder: Path, count: int) -> None:
         scenes[i % len(scenes)].save(folder / f"IMG_{i:04d}.jpg", "JPEG", quality=90, exif=exif.tobytes())
 
 
-def setup_database():
-    import psycopg
-    from django.conf import settings
-
-    from gallery import embedded_postgres
-
-    params = embedded_postgres.start(settings.DATABASES["default"]["OPTIONS_EMBEDDED_PGDATA"])
-    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS shoebox_bench")
-        conn.execute("CREATE DATABASE shoebox_bench")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return params
-
-
-def drop_database(params) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS shoebox_bench")
-
-
 def timed(fn):
     wall, cpu = time.perf_counter(), self_cpu()
     result = fn()
@@ -133,7 +105,7 @@ def main() -> None:
     print(f"generated {len(files)} JPEGs of 4000x3000 ({size_mb:.1f} MB each) in {time.perf_counter() - t:.0f}s")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
 
-    params = setup_database()
+    params = benchdb.create()
     try:
         from django.conf import settings
 
@@ -177,7 +149,7 @@ def main() -> None:
         _, grid_wall, grid_cpu = timed(lambda: render({"grid": 400}))
         _, both_wall, both_cpu = timed(lambda: render(settings.THUMBNAIL_SIZES))
     finally:
-        drop_database(params)
+        benchdb.drop(params)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

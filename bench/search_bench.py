@@ -76,6 +76,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gallery.settings")
 DB_NAME = "shoebox_search_bench"
 os.environ["SHOEBOX_DB_NAME"] = DB_NAME
 
+import benchdb  # noqa: E402  (bench/ is on sys.path when this file runs)
+
 EF_SEARCH = (40, 64, 100, 200)
 ITERATIVE = ("off", "relaxed_order")
 RECALL_GOAL = 0.95
@@ -305,37 +307,6 @@ def make_queries(lib: Synthetic, count: int, seed: int = 11) -> Queries:
 # --------------------------------------------------------------------------------------------------
 # Database
 # --------------------------------------------------------------------------------------------------
-
-
-def setup_database() -> dict:
-    """Create the bench database on the embedded server and migrate it; return connection params."""
-    import psycopg
-    from django.conf import settings
-
-    from gallery import embedded_postgres
-
-    params = embedded_postgres.start(settings.DATABASES["default"]["OPTIONS_EMBEDDED_PGDATA"])
-    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return params
-
-
-def drop_database(params: dict) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 def bench_connection(params: dict):
@@ -885,7 +856,7 @@ def main() -> None:
           f"in {time.perf_counter() - t:.1f}s")
     print("  median cosine: " + ", ".join(f"{k} {v:.2f}" for k, v in stats.items()))
 
-    params = setup_database()
+    params = benchdb.create()
     conn = bench_connection(params)
     try:
         from django.conf import settings
@@ -976,7 +947,7 @@ def main() -> None:
         if args.keep:
             print(f"\nkept database {DB_NAME}")
         else:
-            drop_database(params)
+            benchdb.drop(params)
 
 
 if __name__ == "__main__":
