@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
@@ -92,16 +93,10 @@ def original(request, file_id: int):
     content_type = (sf.photo.mime_type if sf.photo else "") or mimetypes.guess_type(sf.relpath)[0]
     response = FileResponse(handle, content_type=content_type or "application/octet-stream")
     filename = os.path.basename(sf.relpath)
-    response["Content-Disposition"] = f"inline; filename*=UTF-8''{_quote(filename)}"
+    response["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(filename, safe='')}"
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 @login_required

@@ -167,12 +167,12 @@ def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
     return qs
 
 
-def _filter_sql(q: ParsedQuery) -> tuple[str, list]:
-    """``photo_id IN (…)`` for the filters, or an always-true clause when there are none."""
+def _filter_subquery(q: ParsedQuery) -> tuple[str, list] | None:
+    """SQL selecting the ids of photos that pass the filters, or None when there are none."""
     if not q.has_filters:
-        return "TRUE", []
+        return None
     sql, params = filtered_photos(q, check_files=False).values("pk").query.sql_with_params()
-    return f"photo_id IN ({sql})", list(params)
+    return sql, list(params)
 
 
 # -- image side ---------------------------------------------------------------------
@@ -262,9 +262,9 @@ def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: 
     return [(pk, float(sim)) for pk, sim in rows]
 
 
-def filtered_count_at_most(q: ParsedQuery, cap: int) -> int:
-    """How many photos pass the filters of ``q``, counting no further than ``cap`` + 1."""
-    sql, params = filtered_photos(q, check_files=False).values("pk").query.sql_with_params()
+def filtered_count_at_most(subquery: tuple[str, list], cap: int) -> int:
+    """How many photos the filter subquery selects, counting no further than ``cap`` + 1."""
+    sql, params = subquery
     with connection.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM ({sql} LIMIT %s) AS s", [*params, cap + 1])
         return cur.fetchone()[0]
@@ -350,7 +350,8 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
     response = SearchResponse(query=parsed, results=[])
     if parsed.is_empty:
         return response
-    where, params = _filter_sql(parsed)
+    subquery = _filter_subquery(parsed)
+    where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
     response.timings["parse"] = time.perf_counter() - started
 
     if not parsed.text:
@@ -382,7 +383,7 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
         response.timings["encode"] = time.perf_counter() - t
         if vector is not None:
             t = time.perf_counter()
-            exact = parsed.has_filters and filtered_count_at_most(parsed, EXACT_BELOW) <= EXACT_BELOW
+            exact = subquery is not None and filtered_count_at_most(subquery, EXACT_BELOW) <= EXACT_BELOW
             hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact)
             response.timings["vector"] = time.perf_counter() - t
             threshold = similarity_threshold(key, vector)
