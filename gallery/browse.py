@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db.models import Count, Max
 
-from gallery import stages
+from gallery import engine, stages
 from gallery.models import Library, Photo, PhotoStage, SourceFile
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -165,31 +165,29 @@ def library_rows() -> list[dict]:
 
 
 def jobs_summary() -> dict:
-    counts = stages.stage_counts()
+    """Counts per stage (in the registry's order), ETA, scans under way, and whether to keep polling."""
     rows = []
-    for stage, by_state in counts.items():
+    for stage, by_state in engine.stage_counts().items():
         total = sum(by_state.values())
-        remaining = sum(by_state.get(s, 0) for s in ("pending", "queued", "running"))
+        remaining = sum(by_state[s] for s in (PhotoStage.State.PENDING, PhotoStage.State.QUEUED, PhotoStage.State.RUNNING))
         rows.append({
-            "stage": stage,
+            "spec": stages.get(stage),
             "counts": by_state,
             "total": total,
-            "percent": round(100 * by_state.get("done", 0) / total) if total else 100,
+            "percent": round(100 * by_state[PhotoStage.State.DONE] / total) if total else 100,
             "remaining": remaining,
-            "eta": stages.eta_seconds(stage) if remaining else 0,
+            "eta": engine.eta_seconds(stage) if remaining else 0,
         })
-    scanning = list(Library.objects.filter(scan_state__in=["queued", "scanning"]))
+    scanning = list(Library.objects.filter(scan_state__in=[Library.ScanState.QUEUED, Library.ScanState.SCANNING]))
     outcomes = dict(
         SourceFile.objects.exclude(outcome=SourceFile.Outcome.PHOTO)
         .values_list("outcome").annotate(n=Count("id")).order_by()
     )
-    busy = bool(scanning) or any(r["remaining"] for r in rows)
     return {
         "stage_rows": rows,
         "scanning": scanning,
-        "skipped_files": outcomes.get("skipped", 0),
-        "failed_files": outcomes.get("failed", 0),
+        "skipped_files": outcomes.get(SourceFile.Outcome.SKIPPED, 0),
+        "failed_files": outcomes.get(SourceFile.Outcome.FAILED, 0),
         "broken_photos": Photo.objects.filter(status=Photo.Status.BROKEN).count(),
-        "busy": busy,
-        "stages": PhotoStage.Stage,
+        "busy": bool(scanning) or engine.has_work(),
     }

@@ -2,12 +2,12 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from gallery import stages
+from gallery import engine
 
 
 def _problems() -> list[dict]:
     problems = []
-    for message in stages.unavailable_messages():
+    for message in engine.unavailable_messages():
         headline, _, _ = message.partition(":")  # "Model X is not available"
         problems.append({"headline": headline, "detail": message})
     return problems

@@ -49,6 +49,22 @@ from defusedxml.ElementTree import fromstring as _safe_fromstring
 from PIL import ExifTags, Image, IptcImagePlugin
 
 
+class TakenFrom:
+    """Where a capture time came from when the file itself states none (``taken_at_source``).
+
+    Dates read from the file are named by their tag (``exif:DateTimeOriginal``,
+    ``xmp:DateCreated`` …); these are the fall-backs, weakest last.
+    """
+
+    FILENAME = "filename"  # IMG_20230704_…, 2023-07-04 12.00.00.jpg …
+    FILE_MTIME = "file mtime"  # the file's modification time: a guess, not a capture time
+
+    @classmethod
+    def is_capture_time(cls, source: str) -> bool:
+        """Whether ``source`` says when the photo was taken (anything but the file's mtime)."""
+        return bool(source) and source != cls.FILE_MTIME
+
+
 @dataclass
 class PhotoMetadata:
     """What Shoebox keeps from a file's metadata. Empty string / None means "not stated".
@@ -63,7 +79,7 @@ class PhotoMetadata:
 
     taken_at: datetime | None = None  # naive wall-clock time as the camera recorded it
     taken_at_offset: str = ""  # "+02:00" as the file states it; "+00:00" for the mtime fallback (UTC)
-    taken_at_source: str = ""  # "exif:DateTimeOriginal", "xmp:DateCreated", "filename", "file mtime", ...
+    taken_at_source: str = ""  # "exif:DateTimeOriginal", "xmp:DateCreated", TakenFrom.FILENAME, TakenFrom.FILE_MTIME …
     camera_make: str = ""
     camera_model: str = ""
     lens: str = ""
@@ -1222,7 +1238,7 @@ def _fall_back_to_file_dates(meta: PhotoMetadata, path, mtime: float | None, log
     """No capture time inside the file: use its name, then its modification time (UTC)."""
     from_name = date_from_filename(path)
     if from_name is not None:
-        meta.taken_at, meta.taken_at_source = from_name[0], "filename"
+        meta.taken_at, meta.taken_at_source = from_name[0], TakenFrom.FILENAME
         if from_name[1]:
             meta.extra["taken_at_date_only"] = True
         return
@@ -1233,7 +1249,7 @@ def _fall_back_to_file_dates(meta: PhotoMetadata, path, mtime: float | None, log
     except (OverflowError, ValueError, TypeError):
         log.warn(f"file mtime is not a usable time: {mtime!r}")
         return
-    meta.taken_at_offset, meta.taken_at_source = "+00:00", "file mtime"
+    meta.taken_at_offset, meta.taken_at_source = "+00:00", TakenFrom.FILE_MTIME
 
 
 # --------------------------------------------------------------------------------------

@@ -9,18 +9,30 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone as djtz
 
+from gallery.metadata import TakenFrom
+
 
 class Library(models.Model):
     """A root folder that Shoebox imports from. Rescans are incremental."""
 
+    class ScanState(models.TextChoices):
+        IDLE = "idle"
+        QUEUED = "queued"  # a scan task waits for the worker
+        SCANNING = "scanning"  # a worker holds the scan (``scan_holder``, until ``scan_lease_until``)
+        FAILED = "failed"  # the last scan stopped with ``scan_error``; a rescan starts again
+
     name = models.CharField(max_length=200, unique=True)
     root = models.CharField(max_length=4096, unique=True, help_text="Absolute path of the folder")
     created_at = models.DateTimeField(auto_now_add=True)
-    scan_state = models.CharField(max_length=20, default="idle")  # idle, queued, scanning, failed
+    scan_state = models.CharField(max_length=20, choices=ScanState.choices, default=ScanState.IDLE)
     scan_started_at = models.DateTimeField(null=True, blank=True)
     scan_finished_at = models.DateTimeField(null=True, blank=True)
     scan_error = models.TextField(blank=True)
     last_scan_totals = models.JSONField(default=dict, blank=True)
+    # A scan in the worker runs in slices of bounded time; these carry it from one to the next.
+    scan_progress = models.JSONField(default=dict, blank=True)  # outcome counts of the slices so far
+    scan_holder = models.CharField(max_length=200, blank=True)  # the process scanning (gallery.holders)
+    scan_lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -32,6 +44,10 @@ class Library(models.Model):
     @property
     def root_bytes(self) -> bytes:
         return os.fsencode(self.root)
+
+    @property
+    def is_busy(self) -> bool:
+        return self.scan_state in (self.ScanState.QUEUED, self.ScanState.SCANNING)
 
 
 class PhotoQuerySet(models.QuerySet):
@@ -104,7 +120,7 @@ class Photo(models.Model):
     # taken_at_offset is set when the file says which offset it was.
     taken_at = models.DateTimeField()
     taken_at_offset = models.CharField(max_length=6, blank=True)  # "+02:00"
-    taken_at_source = models.CharField(max_length=40)  # exif:DateTimeOriginal, xmp:…, filename, file mtime
+    taken_at_source = models.CharField(max_length=40)  # exif:DateTimeOriginal, xmp:…, or a metadata.TakenFrom
 
     camera_make = models.CharField(max_length=100, blank=True)
     camera_model = models.CharField(max_length=100, blank=True)
@@ -155,6 +171,11 @@ class Photo(models.Model):
             tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
             return self.taken_at.astimezone(tz)
         return self.taken_at.astimezone(timezone.utc)
+
+    @property
+    def has_capture_time(self) -> bool:
+        """Whether ``taken_at`` says when the photo was taken, not just when its file changed."""
+        return TakenFrom.is_capture_time(self.taken_at_source)
 
     @property
     def place(self) -> str:
@@ -231,25 +252,32 @@ class SourceFile(models.Model):
         return os.path.join(self.library.root, self.relpath)
 
 
-class PhotoStage(models.Model):
-    """Where one photo stands in one processing stage."""
+class PhotoStageQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """``updated_at`` changes with every update, as ``save()`` would change it (the jobs page and
+        recovery read it)."""
+        kwargs.setdefault("updated_at", djtz.now())
+        return super().update(**kwargs)
 
-    class Stage(models.TextChoices):
-        # In the order they run: cheap stages first.
-        THUMBNAIL = "thumbnail"
-        EMBEDDING = "embedding"
-        CAPTION = "caption"
+
+class PhotoStage(models.Model):
+    """Where one photo stands in one processing stage.
+
+    ``stage`` names a stage of the registry (``gallery.stages``); the
+    transitions between states are made by ``gallery.engine`` alone.
+    """
 
     class State(models.TextChoices):
         PENDING = "pending"  # needs doing, not yet handed to the worker
-        QUEUED = "queued"
-        RUNNING = "running"
+        QUEUED = "queued"  # handed to the worker in a task
+        RUNNING = "running"  # claimed by a process (``holder``) until ``lease_until``
         DONE = "done"
-        FAILED = "failed"
+        FAILED = "failed"  # gave up, with the reason in ``error``
         UNAVAILABLE = "unavailable"  # waits for something outside (e.g. model weights)
+        BLOCKED = "blocked"  # a stage it needs failed for this photo
 
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="stages")
-    stage = models.CharField(max_length=20, choices=Stage.choices)
+    stage = models.CharField(max_length=40)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     # The model this state is about ("" for stages without one): a different
     # configured model means the work is to be done again.
@@ -257,13 +285,20 @@ class PhotoStage(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     duration = models.FloatField(null=True, blank=True)  # seconds, last attempt
+    holder = models.CharField(max_length=200, blank=True)  # the process running it (gallery.holders)
+    lease_until = models.DateTimeField(null=True, blank=True)  # after this a silent holder is presumed dead
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PhotoStageQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["photo", "stage"], name="photostage_unique")]
         indexes = [
             # Jobs page counts and "what is pending for stage X".
             models.Index(fields=["stage", "state"], name="photostage_stage_state"),
+            # Recovery: claims whose holder may have died (few rows: only running ones).
+            models.Index(fields=["lease_until"], name="photostage_running_lease",
+                         condition=models.Q(state="running")),
         ]
 
     def __str__(self) -> str:

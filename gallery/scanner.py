@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone as djtz
 
 from gallery import imaging, metadata, places
-from gallery.models import Library, Photo, PhotoStage, SourceFile
+from gallery.models import Library, Photo, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class ScanReport:
     missing: list[str] = field(default_factory=list)
     ignored: int = 0
     seconds: float = 0.0
+    # False when the scan stopped at its deadline: files not yet read are not in ``files``,
+    # and nothing was flagged missing. The next scan goes on where this one stopped.
+    complete: bool = True
 
     @property
     def totals(self) -> dict[str, int]:
@@ -85,6 +88,10 @@ class ScanReport:
 
     def new_photo_ids(self) -> list[int]:
         return [f.photo_id for f in self.files if f.outcome in (Outcome.IMPORTED, Outcome.UPDATED) and f.photo_id]
+
+    def updated_photo_ids(self) -> list[int]:
+        """Photos whose content changed in place: every stage is to be done again."""
+        return [f.photo_id for f in self.files if f.outcome == Outcome.UPDATED and f.photo_id]
 
     def changed_photo_ids(self) -> list[int]:
         """Photos this scan added, updated or gave a new path."""
@@ -241,7 +248,7 @@ def _photo_fields(r: _Read) -> dict:
         frames=info.frames,
         taken_at=taken_at,
         taken_at_offset=meta.taken_at_offset,
-        taken_at_source=meta.taken_at_source or "file mtime",
+        taken_at_source=meta.taken_at_source or metadata.TakenFrom.FILE_MTIME,
         camera_make=meta.camera_make[:100],
         camera_model=meta.camera_model[:100],
         lens=meta.lens[:200],
@@ -266,10 +273,15 @@ def _photo_fields(r: _Read) -> dict:
 class Scanner:
     """One scan of one library. ``run()`` returns a ScanReport."""
 
-    def __init__(self, library: Library, *, progress: Callable[[int, int], None] | None = None):
+    def __init__(self, library: Library, *, progress: Callable[[int, int], None] | None = None,
+                 deadline: float | None = None, heartbeat: Callable[[], None] | None = None):
+        """``deadline`` (``time.monotonic()``): stop after the batch that passes it, leaving the
+        report incomplete; ``heartbeat()`` is called after every batch."""
         self.library = library
         self.root = library.root_bytes
         self.progress = progress
+        self.deadline = deadline
+        self.heartbeat = heartbeat
         self.max_pixels = settings.MAX_IMAGE_PIXELS
         self.report = ScanReport(library=library.name, root=library.root)
         self.now = djtz.now()
@@ -314,8 +326,16 @@ class Scanner:
                 done += len(batch)
                 if self.progress:
                     self.progress(done, len(entries))
+                if self.heartbeat:
+                    self.heartbeat()
+                if ahead and self.deadline is not None and time.monotonic() > self.deadline:
+                    for future in ahead:
+                        future.cancel()
+                    self.report.complete = False
+                    break
 
-        self._flag_missing()
+        if self.report.complete:
+            self._flag_missing()
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -367,10 +387,6 @@ class Scanner:
                     setattr(old, name, value)
                 old.save()
                 self._upsert_file(r.entry, photo=old, outcome=SourceFile.Outcome.PHOTO)
-                PhotoStage.objects.update_or_create(
-                    photo=old, stage=PhotoStage.Stage.THUMBNAIL,
-                    defaults={"state": PhotoStage.State.PENDING, "attempts": 0, "error": ""},
-                )
                 by_hash[old.content_hash] = old
                 self.report.files.append(FileResult(path, Outcome.UPDATED, photo_id=old.pk))
                 continue
@@ -384,9 +400,6 @@ class Scanner:
         if new_photos:
             self._geocode(new_photos)
             Photo.objects.bulk_create(new_photos)
-            PhotoStage.objects.bulk_create(
-                [PhotoStage(photo=p, stage=PhotoStage.Stage.THUMBNAIL) for p in new_photos]
-            )
             results = {f.path: f for f in self.report.files[-len(reads):]}
             for r in reads:
                 if r.outcome in (Outcome.IMPORTED, Outcome.DUPLICATE):
@@ -475,19 +488,3 @@ class Scanner:
             self.report.missing.append(sf.relpath)
         ids = [sf.pk for sf in self.vanished.values() if not sf.missing]
         SourceFile.objects.filter(pk__in=ids).update(missing=True, missing_since=self.now)
-
-
-def scan(library: Library, *, progress=None) -> ScanReport:
-    """Scan ``library`` now, in this process, recording its scan state."""
-    Library.objects.filter(pk=library.pk).update(scan_state="scanning", scan_started_at=djtz.now(), scan_error="")
-    try:
-        report = Scanner(library, progress=progress).run()
-    except Exception as exc:
-        Library.objects.filter(pk=library.pk).update(
-            scan_state="failed", scan_finished_at=djtz.now(), scan_error=str(exc)
-        )
-        raise
-    Library.objects.filter(pk=library.pk).update(
-        scan_state="idle", scan_finished_at=djtz.now(), last_scan_totals=report.totals
-    )
-    return report

@@ -135,7 +135,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Shoebox ---------------------------------------------------------------
-THUMBNAIL_DIR = DATA_DIR / "thumbs"
+# Shared storage when workers run on several machines.
+THUMBNAIL_DIR = Path(envstr("SHOEBOX_THUMBNAIL_DIR", str(DATA_DIR / "thumbs")))
 # Long edge in pixels of the two rendered sizes: the grid and the viewer.
 THUMBNAIL_SIZES = {"grid": envint("SHOEBOX_THUMB_GRID", 400), "viewer": envint("SHOEBOX_THUMB_VIEWER", 1600)}
 THUMBNAIL_QUALITY = envint("SHOEBOX_THUMB_QUALITY", 85)
@@ -195,8 +196,12 @@ OPENAI_RETRIES = envint("SHOEBOX_OPENAI_RETRIES", 2)
 OPENAI_CONCURRENCY = envint("SHOEBOX_OPENAI_CONCURRENCY", 1)
 
 # django-q2: the ORM broker on the same Postgres. A task that runs longer than
-# `timeout` is killed; it is handed out again after `retry` seconds (which must
-# be longer than timeout) up to `max_attempts` times, then recorded as failed.
+# `timeout` is stopped (django-q2 raises TimeoutException, a SystemExit). The
+# stage engine (gallery/engine.py) records that against the photos the task
+# held and tries each of them again, alone, until it has had `max_attempts`
+# attempts; then it is failed with the reason. A task whose worker was killed
+# is taken back the same way (gallery/recovery.py). `retry` (longer than
+# timeout) is when the broker hands out a task that was never acknowledged.
 Q_CLUSTER = {
     "name": "shoebox",
     "orm": "default",
@@ -212,6 +217,14 @@ Q_CLUSTER = {
 }
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ValueError("SHOEBOX_TASK_RETRY must be longer than SHOEBOX_TASK_TIMEOUT")
+if Q_CLUSTER["max_attempts"] < 1:
+    raise ValueError("SHOEBOX_TASK_MAX_ATTEMPTS must be at least 1")
+# A caption task may need its own limit (a slow CPU, or a server that should answer sooner).
+CAPTION_TIMEOUT = envint("SHOEBOX_CAPTION_TIMEOUT", Q_CLUSTER["timeout"])
+if not 0 < CAPTION_TIMEOUT < Q_CLUSTER["retry"]:
+    raise ValueError("SHOEBOX_CAPTION_TIMEOUT must be positive and shorter than SHOEBOX_TASK_RETRY")
+# A library scan in the worker reads files for this long, then queues its next slice.
+SCAN_SLICE_SECONDS = envint("SHOEBOX_SCAN_SLICE", max(5, Q_CLUSTER["timeout"] // 2))
 
 # Torch and BLAS in worker processes: never more threads than cores, and no
 # spin-waiting (oversubscription cost 30x on these machines: DESIGN.md).

@@ -1,13 +1,18 @@
 """django-q2 task entry points. Thin: each calls one function and returns its summary."""
 
-from gallery import pipeline
-from gallery.models import Library, PhotoStage
+from gallery import engine, recovery, scans
+
+
+def run_stage(stage: str, photo_ids: list[int], model: str = "") -> dict:
+    """One batch of any registered stage."""
+    return engine.run_stage(stage, photo_ids, model)
 
 
 def scan_library(library_id: int) -> dict:
-    library = Library.objects.get(pk=library_id)
-    return pipeline.import_library(library).totals
+    """One slice of a library scan; it queues the next slice itself."""
+    return scans.scan_slice(library_id)
 
 
-def render_thumbnails(photo_ids: list[int], model: str = "") -> dict:
-    return pipeline.run_task(PhotoStage.Stage.THUMBNAIL, photo_ids, model)
+def tick() -> dict:
+    """Once a minute (the schedule ``recovery.ensure_tick_schedule`` makes): nothing stays stuck."""
+    return recovery.recover()

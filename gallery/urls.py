@@ -12,6 +12,7 @@ urlpatterns = [
     path("libraries/<int:pk>/rescan/", views.library_rescan, name="library_rescan"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<str:stage>/retry/", views.jobs_retry, name="jobs_retry"),
+    path("jobs/<str:stage>/reprocess/", views.jobs_reprocess, name="jobs_reprocess"),
     path("", include("tagging.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

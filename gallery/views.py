@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from gallery import browse, libraries, pipeline, stages
-from gallery.models import Library, Photo, PhotoStage, SourceFile
+from gallery import browse, engine, libraries, scans, stages
+from gallery.models import Library, Photo, SourceFile
 from gallery.originals import OriginalMissing, source_path
 from gallery.thumbnails import thumbnail_path
 
@@ -108,11 +108,13 @@ def library_list(request):
         except libraries.LibraryError as exc:
             messages.error(request, str(exc))
         else:
-            pipeline.queue_scan(library)
-            messages.success(request, f"{'Added' if created else 'Rescanning'} “{library.name}”: import queued.")
+            if scans.queue_scan(library):
+                messages.success(request, f"{'Added' if created else 'Rescanning'} “{library.name}”: import queued.")
+            else:
+                messages.info(request, f"“{library.name}” is already being scanned.")
         return redirect("library_list")
     rows = browse.library_rows()
-    context = {"libraries": rows, "busy": any(r["library"].scan_state in ("queued", "scanning") for r in rows)}
+    context = {"libraries": rows, "busy": any(r["library"].is_busy for r in rows)}
     if request.htmx:
         response = render(request, "gallery/libraries.html#library-table", context)
         return response if context["busy"] else HttpResponseStopPolling(response.content)
@@ -124,8 +126,10 @@ def library_list(request):
 @staff_member_required
 def library_rescan(request, pk: int):
     library = get_object_or_404(Library, pk=pk)
-    pipeline.queue_scan(library)
-    messages.success(request, f"Rescan of “{library.name}” queued.")
+    if scans.queue_scan(library):
+        messages.success(request, f"Rescan of “{library.name}” queued.")
+    else:
+        messages.info(request, f"“{library.name}” is already being scanned.")
     return redirect("library_list")
 
 
@@ -138,7 +142,7 @@ def jobs(request):
             response = render(request, "gallery/jobs.html#progress", context)
             return HttpResponseStopPolling(response.content)
         return render(request, "gallery/jobs.html#progress", context)
-    context["failures"] = stages.recent_failures()
+    context["failures"] = engine.recent_failures()
     context["bad_files"] = (
         SourceFile.objects.exclude(outcome=SourceFile.Outcome.PHOTO).select_related("library").order_by("relpath")[:500]
     )
@@ -149,8 +153,22 @@ def jobs(request):
 @require_POST
 @staff_member_required
 def jobs_retry(request, stage: str):
-    if stage not in PhotoStage.Stage.values:
+    spec = stages.find(stage)
+    if spec is None:
         raise Http404("no such stage")
-    n = stages.retry_failed(stage)
-    messages.success(request, f"{n} photos queued again for {stage}.")
+    n = engine.retry_failed(spec)
+    messages.success(request, f"{n} photos queued again for {spec.title.lower()}.")
     return redirect(reverse("jobs"))
+
+
+@login_required
+@require_POST
+@staff_member_required
+def jobs_reprocess(request, stage: str):
+    spec = stages.find(stage)
+    if spec is None or not spec.rerunnable:
+        raise Http404("no such stage")
+    n = engine.reprocess(spec)
+    queued = len(engine.enqueue(spec))
+    messages.success(request, f"{n} photos marked for {spec.title.lower()} with the configured model; {queued} queued.")
+    return redirect("jobs")

@@ -8,8 +8,10 @@ to a random model. A loader that cannot find its weights raises
 
 from __future__ import annotations
 
+from gallery.stages import StageUnavailable
 
-class ModelUnavailable(RuntimeError):
+
+class ModelUnavailable(StageUnavailable):
     """The weights (or server) a stage needs are not available here."""
 
     def __init__(self, model: str, reason: str, fix: str = ""):

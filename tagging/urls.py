@@ -8,5 +8,4 @@ urlpatterns = [
     path("photos/<int:pk>/similar/", views.similar, name="similar"),
     path("duplicates/", views.duplicates, name="duplicates"),
     path("duplicates/refresh/", views.duplicates_refresh, name="duplicates_refresh"),
-    path("jobs/<str:stage>/reprocess/", views.jobs_reprocess, name="jobs_reprocess"),
 ]

@@ -1,32 +1,18 @@
-"""Search, similar photos, near-duplicates, and re-running AI stages. Thin views over tagging modules."""
+"""Search, similar photos and near-duplicates. Thin views over tagging modules."""
+
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from urllib.parse import urlencode
-
-from django.urls import reverse
-
-from gallery import browse, stages
+from gallery import browse
 from gallery.models import Library, Photo
-from tagging import near_duplicates, pipeline, query, uploads
+from tagging import near_duplicates, query, uploads
 from tagging import search as search_module
-
-
-@login_required
-@require_POST
-@staff_member_required
-def jobs_reprocess(request, stage: str):
-    if stage not in ("embedding", "caption"):
-        raise Http404("no such stage")
-    n = pipeline.reprocess(stage)
-    queued = stages.enqueue_pending(stage)
-    messages.success(request, f"{n} photos marked for {stage} with the configured model; {queued} queued.")
-    return redirect("jobs")
 
 
 def _search_context(request, response, q: str, include_weak: bool) -> dict:

@@ -91,6 +91,23 @@ def sync_tasks(monkeypatch):
 
 
 @pytest.fixture
+def probe_stage():
+    """A stage registered for one test: it needs thumbnails and does what ``probe.runner`` does."""
+    from gallery import stages
+
+    class Probe:
+        runner = staticmethod(lambda batch: None)
+        batch_size = 10
+
+    stages.register(stages.StageSpec(
+        name="probe", order=99, needs=("thumbnail",), runner=lambda batch: Probe.runner(batch),
+        batch_size=lambda: Probe.batch_size,
+    ))
+    yield Probe
+    stages.unregister("probe")
+
+
+@pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_user("owner", password="pw-owner-123", is_staff=True)
 

@@ -6,15 +6,15 @@ structure, storage and state, never about what the captions say.
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from gallery import libraries, pipeline, stages
+from gallery import engine, holders, libraries, recovery, scans
 from gallery.models import Photo, PhotoStage
-from tagging import pipeline as ai
 from tagging import vectors
 from tagging.models import Caption, Embedding
 from tests.tiny_clip import build_tiny_clip
@@ -53,7 +53,7 @@ def import_some(library_dir, names=SOME_FILES):
     for name in names:
         library_dir.add(name)
     library, _ = libraries.add_library(str(library_dir.path))
-    return pipeline.import_library(library, sync=True)
+    return scans.import_library(library, sync=True)
 
 
 def test_every_importable_photo_gets_an_embedding_and_a_caption(ai_settings, library_dir):
@@ -75,15 +75,17 @@ def test_every_importable_photo_gets_an_embedding_and_a_caption(ai_settings, lib
         assert isinstance(cap.fields, dict) and isinstance(cap.parse_notes, list)
         assert {s.stage: s.state for s in photo.stages.all()} == {
             "thumbnail": "done", "embedding": "done", "caption": "done"}
-    # The broken photo has no AI stages to wait for; its thumbnail stage says why.
+    # The broken photo's AI stages are blocked: its thumbnail stage failed, and says why.
     broken = Photo.objects.get(status="broken")
-    assert list(broken.stages.values_list("stage", "state")) == [("thumbnail", "failed")]
+    assert dict(broken.stages.values_list("stage", "state")) == {
+        "thumbnail": "failed", "embedding": "blocked", "caption": "blocked"}
+    assert "truncated" in broken.stages.get(stage="thumbnail").error.lower()
     assert "embedding: 4 done" in out.getvalue() and "caption: 4 done" in out.getvalue()
 
 
 def test_embeddings_get_a_per_model_hnsw_index(ai_settings, library_dir):
     import_some(library_dir, SOME_FILES[:2])
-    pipeline.run_all_pending(only="embedding")
+    engine.run_all_pending(only="embedding")
     emb = Embedding.objects.first()
     name = vectors.index_name(emb.model, emb.dim)
     with connection.cursor() as cur:
@@ -98,13 +100,13 @@ def test_embeddings_get_a_per_model_hnsw_index(ai_settings, library_dir):
 
 def test_a_model_change_re_embeds_and_keeps_the_old_vectors_until_then(ai_settings, library_dir, tiny_models):
     import_some(library_dir, SOME_FILES[:3])
-    pipeline.run_all_pending(only="embedding")
+    engine.run_all_pending(only="embedding")
     old_key = Embedding.objects.values_list("model", flat=True).distinct().get()
 
     ai_settings.CLIP_MODEL = tiny_models["clip_b"]
-    assert stages.follow_model_change("embedding") == 3
+    assert engine.follow_model_change("embedding") == 3
     assert Embedding.objects.filter(model=old_key).count() == 3, "old vectors stay until replaced"
-    pipeline.run_pending("embedding")
+    engine.run_pending("embedding")
     keys = dict(Embedding.objects.values_list("model", "dim").distinct())
     assert len(keys) == 2 and keys[old_key] == 32
     assert sorted(keys.values()) == [32, 48]
@@ -112,9 +114,9 @@ def test_a_model_change_re_embeds_and_keeps_the_old_vectors_until_then(ai_settin
 
 def test_reprocess_only_missing_leaves_done_photos_alone(ai_settings, library_dir):
     import_some(library_dir, SOME_FILES[:3])
-    pipeline.run_all_pending(only="embedding")
-    assert ai.reprocess("embedding", only_missing=True) == 0
-    assert ai.reprocess("embedding") == 3
+    engine.run_all_pending(only="embedding")
+    assert engine.reprocess("embedding", only_missing=True) == 0
+    assert engine.reprocess("embedding") == 3
     out = StringIO()
     call_command("reprocess", "--stage", "caption", "--model", "transformers:" + ai_settings.CAPTION_MODEL,
                  "--sync", stdout=out)
@@ -126,11 +128,11 @@ def test_missing_weights_wait_in_the_unavailable_state_and_nothing_else_stops(se
     settings.CAPTION_BACKEND = "transformers"
     settings.CAPTION_MODEL = str(tmp_path / "no-such-vlm")
     import_some(library_dir, SOME_FILES[:2])
-    results = pipeline.run_all_pending()
+    results = engine.run_all_pending()
     assert results["thumbnail"]["done"] == 0 and results["embedding"]["done"] == 0  # thumbnails done at import
     states = dict(PhotoStage.objects.values_list("stage", "state").distinct())
     assert states == {"thumbnail": "done", "embedding": "unavailable", "caption": "unavailable"}
-    [clip_msg, vlm_msg] = sorted(stages.unavailable_messages())
+    [clip_msg, vlm_msg] = sorted(engine.unavailable_messages())
     assert "manage.py models pull" in clip_msg or "manage.py models pull" in vlm_msg
     assert PhotoStage.objects.filter(state="unavailable", attempts=0).count() == 4, "no attempt used"
 
@@ -138,20 +140,25 @@ def test_missing_weights_wait_in_the_unavailable_state_and_nothing_else_stops(se
 def test_a_killed_caption_task_is_retried_and_then_completes(ai_settings, library_dir):
     import_some(library_dir, SOME_FILES[:1])
     photo = Photo.objects.get()
-    # As a worker killed mid-task leaves it: claimed (running, one attempt used).
-    PhotoStage.objects.filter(photo=photo, stage="caption").update(state="running", attempts=1)
-    stages.requeue_stale("caption")  # not yet stale: still looks like it may be running
-    assert PhotoStage.objects.get(photo=photo, stage="caption").state == "running"
-    # django-q2 hands the task out again after `retry`; the batch picks the photo up.
-    result = ai.caption_batch([photo.pk])
-    ps = PhotoStage.objects.get(photo=photo, stage="caption")
-    assert result["done"] == 1 and ps.state == "done" and ps.attempts == 2
-    assert Caption.objects.filter(photo=photo).exists()
+    caption = PhotoStage.objects.filter(photo=photo, stage="caption")
+    # Held by a live process (this one): recovery leaves it alone.
+    caption.update(state="running", attempts=1, holder=holders.current())
+    assert recovery.reap_dead_claims() == 0
+    assert caption.get().state == "running"
+    # As a worker killed mid-task leaves it: claimed by a process that no longer exists.
+    caption.update(holder=holders.current().replace(f":{os.getpid()}:", ":999999999:"))
+    assert recovery.reap_dead_claims() == 1
+    ps = caption.get()
+    assert ps.state in ("pending", "queued") and ps.attempts == 1 and "worker stopped" in ps.error
+    result = engine.run_pending("caption")
+    ps = caption.get()
+    assert result["done"] == 1 and ps.state == "done" and ps.attempts == 2 and not ps.holder
+    assert Caption.objects.filter(photo=photo).count() == 1
 
 
 def test_the_photo_page_shows_the_caption_and_who_wrote_it(ai_settings, library_dir, viewer_client):
     import_some(library_dir, SOME_FILES[:1])
-    pipeline.run_all_pending(only="caption")
+    engine.run_all_pending(only="caption")
     photo = Photo.objects.get()
     cap = Caption.objects.get(photo=photo)
     cap.fields = {"caption": "A <b>tower</b> in Tuscany.", "main_subject": "tower", "tags": ["tower"]}
@@ -178,7 +185,7 @@ def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corp
     """Import the corpus and let the (synchronous) worker run the task chain: thumbnails → embeddings → captions."""
     library, _ = libraries.add_library(str(corpus))
     with django_capture_on_commit_callbacks(execute=True):
-        report = pipeline.import_library(library)  # queues thumbnails; each batch queues the next stage
+        report = scans.import_library(library)  # queues thumbnails; each batch queues the next stage
     importable = Photo.objects.filter(status="ok")
     assert importable.count() >= 70, report.totals
     for photo in importable:
@@ -186,17 +193,19 @@ def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corp
         assert states == {"thumbnail": "done", "embedding": "done", "caption": "done"}, (photo, states)
     assert Embedding.objects.filter(photo__in=importable).count() == importable.count()
     assert Caption.objects.filter(photo__in=importable).count() == importable.count()
-    # Undecodable photos stop at the thumbnail stage, with the decoder's reason.
+    # Undecodable photos stop at the thumbnail stage, with the decoder's reason; the rest is blocked.
     for photo in Photo.objects.filter(status="broken"):
-        assert list(photo.stages.values_list("stage", "state")) == [("thumbnail", "failed")]
-        assert photo.stages.get().error
+        assert dict(photo.stages.values_list("stage", "state")) == {
+            "thumbnail": "failed", "embedding": "blocked", "caption": "blocked"}
+        assert photo.stages.get(stage="thumbnail").error
+    assert not PhotoStage.objects.filter(state__in=["pending", "queued", "running"]).exists()
 
 
 def test_searching_with_an_uploaded_photo_finds_that_photo_first(ai_settings, library_dir, viewer_client, corpus):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     import_some(library_dir, SOME_FILES[:4])
-    pipeline.run_all_pending(only="embedding")
+    engine.run_all_pending(only="embedding")
     target = Photo.objects.get(files__relpath="orientation__landscape_6.jpg")
     upload = SimpleUploadedFile("query.jpg", (corpus / "orientation__landscape_6.jpg").read_bytes())
     html = viewer_client.post("/search/image/", {"image": upload, "more": "1"}).content.decode()
@@ -214,7 +223,7 @@ def test_text_queries_use_the_clip_text_encoder(ai_settings, library_dir):
     from tagging import search
 
     import_some(library_dir, SOME_FILES[:4])
-    pipeline.run_all_pending(only="embedding")
+    engine.run_all_pending(only="embedding")
     response = search.search("a photo", include_weak=True)
     assert "encode" in response.timings and not response.notices
     assert all("image" in r.signals for r in response.results) and len(response.results) == 4

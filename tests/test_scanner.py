@@ -10,7 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from gallery import libraries, pipeline, scanner
+from gallery import libraries, scanner, scans
 from gallery.models import Photo, PhotoStage, SourceFile
 from tests.factories import make_jpeg
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 def scan(path, **kw):
     library, _ = libraries.add_library(str(path))
-    return library, pipeline.import_library(library, **kw)
+    return library, scans.import_library(library, **kw)
 
 
 def outcomes(report) -> dict[str, scanner.FileResult]:
@@ -83,7 +83,7 @@ def test_a_rescan_reads_nothing_again_and_changes_nothing(library_dir, monkeypat
         raise AssertionError("an unchanged file was hashed again")
 
     monkeypatch.setattr(scanner, "file_hash", no_reading)
-    second = pipeline.import_library(library)
+    second = scans.import_library(library)
     assert second.totals["unchanged"] == 2
     assert second.totals["skipped"] == 1
     assert second.totals["imported"] == 0
@@ -99,7 +99,7 @@ def test_a_moved_file_keeps_its_photo(library_dir):
 
     (library_dir.path / "sorted").mkdir()
     os.rename(src, library_dir.path / "sorted" / "renamed.jpg")
-    second = pipeline.import_library(library)
+    second = scans.import_library(library)
 
     moved = outcomes(second)["sorted/renamed.jpg"]
     assert moved.outcome == "moved"
@@ -114,7 +114,7 @@ def test_a_vanished_file_is_flagged_missing_never_deleted(library_dir):
     gone = library_dir.add("png__rgb_hopper.png")
     library, _ = scan(library_dir.path)
     gone.unlink()
-    report = pipeline.import_library(library)
+    report = scans.import_library(library)
     assert report.missing == ["png__rgb_hopper.png"]
     sf = SourceFile.objects.get(relpath="png__rgb_hopper.png")
     assert sf.missing and sf.missing_since is not None
@@ -122,7 +122,7 @@ def test_a_vanished_file_is_flagged_missing_never_deleted(library_dir):
     assert not Photo.objects.visible().filter(pk=sf.photo_id).exists()
 
     library_dir.add("png__rgb_hopper.png")  # it comes back
-    pipeline.import_library(library)
+    scans.import_library(library)
     sf.refresh_from_db()
     assert not sf.missing
     assert Photo.objects.visible().filter(pk=sf.photo_id).exists()
@@ -143,7 +143,7 @@ def test_an_edited_file_updates_its_photo_in_place(library_dir, tmp_path):
     photo_id = outcomes(first)["edit.jpg"].photo_id
     make_jpeg(path, color=(250, 250, 250), taken="2021:06:07 08:09:10")
     os.utime(path, ns=(1, 2_000_000_000_000_000_000))
-    second = pipeline.import_library(library)
+    second = scans.import_library(library)
     result = outcomes(second)["edit.jpg"]
     assert (result.outcome, result.photo_id) == ("updated", photo_id)
     photo = Photo.objects.get(pk=photo_id)
@@ -208,7 +208,7 @@ def test_file_names_that_are_not_utf8_survive(library_dir, client, staff):
     assert response.status_code == 200
     assert b"".join(response.streaming_content)[:2] == b"\xff\xd8"
     # A rescan finds the same bytes unchanged.
-    assert pipeline.import_library(library).totals["unchanged"] == 1
+    assert scans.import_library(library).totals["unchanged"] == 1
 
 
 def test_symlink_loops_do_not_hang_the_walk(library_dir):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from gallery import browse, stages
+from gallery import browse, engine
 from gallery.models import Library, Photo, PhotoStage, SourceFile
 from tests.factories import make_jpeg, make_photo
 
@@ -139,8 +139,6 @@ def test_originals_are_served_only_from_inside_a_library_root(viewer_client, lib
 
 
 def test_thumbnails_are_cached_for_a_year_once_rendered(viewer_client, library, tmp_path, settings):
-    from gallery import thumbnails
-
     make_jpeg(tmp_path / "lib" / "t.jpg", size=(800, 600))
     photo = make_photo(library, "t.jpg", taken=datetime(2020, 1, 1, tzinfo=timezone.utc))
     PhotoStage.objects.create(photo=photo, stage="thumbnail")
@@ -148,7 +146,7 @@ def test_thumbnails_are_cached_for_a_year_once_rendered(viewer_client, library, 
     assert before["Content-Type"] == "image/svg+xml", "a placeholder until rendered"
     assert "immutable" not in before["Cache-Control"]
 
-    thumbnails.render_batch([photo.pk])
+    engine.run_pending("thumbnail", photo_ids=[photo.pk])
     after = viewer_client.get(f"/thumbs/{photo.content_hash}/grid.jpg")
     assert after["Content-Type"] == "image/jpeg"
     assert "max-age=31536000" in after["Cache-Control"] and "immutable" in after["Cache-Control"]
@@ -216,31 +214,3 @@ def test_the_jobs_progress_stops_polling_when_idle(staff_client):
 def test_a_viewer_cannot_retry_jobs(viewer_client):
     assert viewer_client.post("/jobs/thumbnail/retry/").status_code == 302
     assert viewer_client.post("/jobs/nonsense/retry/").status_code == 302
-
-
-def test_a_crashing_stage_is_retried_then_failed_with_its_reason(library, settings):
-    photo = make_photo(library, "x.jpg", taken=datetime(2020, 1, 1, tzinfo=timezone.utc))
-    PhotoStage.objects.create(photo=photo, stage="thumbnail")
-
-    def crash(p):
-        raise RuntimeError("worker blew up")
-
-    for attempt in range(1, settings.Q_CLUSTER["max_attempts"] + 1):
-        stages.run_batch("thumbnail", [photo.pk], crash)
-        ps = PhotoStage.objects.get(photo=photo)
-        assert ps.attempts == attempt
-        assert "worker blew up" in ps.error
-    assert ps.state == "failed"
-    stages.run_batch("thumbnail", [photo.pk], crash)
-    assert PhotoStage.objects.get(photo=photo).attempts == settings.Q_CLUSTER["max_attempts"]
-
-
-def test_a_photo_that_killed_its_worker_is_given_up_after_max_attempts(library, settings):
-    photo = make_photo(library, "x.jpg", taken=datetime(2020, 1, 1, tzinfo=timezone.utc))
-    # As a killed worker leaves it: running, attempts used up.
-    PhotoStage.objects.create(photo=photo, stage="thumbnail", state="running",
-                              attempts=settings.Q_CLUSTER["max_attempts"])
-    counts = stages.run_batch("thumbnail", [photo.pk], lambda p: None)
-    ps = PhotoStage.objects.get(photo=photo)
-    assert counts["skipped"] == 1
-    assert ps.state == "failed" and "crashed or timed out" in ps.error

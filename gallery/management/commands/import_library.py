@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gallery import libraries, pipeline, scanner
+from gallery import libraries, scanner, scans
 from gallery.progress import ProgressBar
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         progress = None if as_json or options["verbosity"] == 0 else ProgressBar(f"Scanning {library.name}")
         try:
-            report = pipeline.import_library(library, progress=progress, sync=options["sync"])
+            report = scans.import_library(library, progress=progress, sync=options["sync"])
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from None
         if as_json:

@@ -1,0 +1,236 @@
+"""The AI stages: what "embedding" and "caption" mean for a batch of photos.
+
+Each runner loads its model (once per process: ``clip.load`` and
+``vlm.get_backend`` cache them), does its own work on a claimed
+:class:`gallery.engine.Batch` and saves each photo's output through it.
+Claiming, attempts, timing, failure records and handing photos on are the
+engine's (``gallery.engine``). A model whose weights are missing raises
+``ModelUnavailable``: the batch waits in the *unavailable* state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from gallery import stages
+from gallery.imaging import open_upright
+from gallery.originals import original_path
+from gallery.runners import THUMBNAIL
+from gallery.thumbnails import thumbnail_path
+from tagging import captions, clip, documents, near_duplicates, prompt, vectors
+from tagging.availability import ModelUnavailable
+from tagging.models import Caption, Embedding
+
+log = logging.getLogger(__name__)
+
+EMBEDDING = "embedding"
+CAPTION = "caption"
+CAPTION_BACKENDS = ("mlx", "transformers", "openai")
+MAX_INT = 2**31 - 1  # Postgres integer
+
+
+def configured_clip_model() -> str:
+    return settings.CLIP_MODEL
+
+
+def configured_caption_model() -> str:
+    return f"{settings.CAPTION_BACKEND}:{settings.CAPTION_MODEL}"
+
+
+def image_source(photo, *, min_edge: int) -> bytes | str:
+    """The cheapest good input for a model needing ``min_edge`` px: the smallest rendered
+    thumbnail at least that large, else the original.
+
+    CLIP at 224 px reads the 400 px grid thumbnail: 94% of the bare model's
+    throughput instead of 73% from 12 MP originals, at 39.7 dB PSNR of model
+    input (bench/clip_bench.py).
+    """
+    for name, edge in sorted(settings.THUMBNAIL_SIZES.items(), key=lambda item: item[1]):
+        if edge >= min_edge:
+            thumb = thumbnail_path(settings.THUMBNAIL_DIR, photo.content_hash, name)
+            if thumb.is_file():
+                return str(thumb)
+    return original_path(photo)
+
+
+# -- embeddings ------------------------------------------------------------------
+
+
+def embed(batch) -> None:
+    """CLIP image embeddings: decode overlapped with batched inference, one halfvec row per photo."""
+    model = clip.load(batch.model or configured_clip_model())
+    inputs, order = [], []
+    for photo in batch.photos:
+        with batch.guard(photo):
+            inputs.append(image_source(photo, min_edge=int(model.image_size * 1.5)))
+            order.append(photo)
+    if not order:
+        return
+    vectors.ensure_index(model.key, model.dim)
+    embedded = []
+    for index, vector, error in clip.embed_files(model, inputs, batch_size=settings.CLIP_BATCH):
+        photo = order[index]
+        if vector is None:
+            batch.fail(photo, error)
+            continue
+        with batch.saving(photo):
+            Embedding.objects.update_or_create(
+                photo_id=photo.pk, model=model.key, defaults={"dim": model.dim, "vector": vector.tolist()}
+            )
+            embedded.append(photo.pk)
+    # New photos' near-duplicates, so the duplicates page keeps up with imports.
+    near_duplicates.find_pairs(model.key, model.dim, photo_ids=embedded)
+
+
+def _check_clip_model(model: str) -> str:
+    clip.ClipSpec.parse(model)  # a bad spec is an error now, not in the worker
+    return model
+
+
+def _embedded(model: str):
+    try:
+        key = clip.ClipSpec.parse(model).key
+    except ModelUnavailable:
+        return None  # a file-based model that is not here yet has no outputs either
+    return Embedding.objects.filter(model=key).values("photo_id")
+
+
+# -- captions --------------------------------------------------------------------
+
+
+def _backend_for(model: str):
+    from tagging import vlm
+
+    backend_name, _, model_id = (model or configured_caption_model()).partition(":")
+    return vlm.get_backend(backend_name, model_id or None)
+
+
+def photo_context(photo) -> prompt.PhotoContext:
+    return prompt.PhotoContext(
+        taken_at=photo.local_taken_at if photo.has_capture_time else None,
+        place=photo.place,
+        camera=photo.camera,
+        keywords=list(photo.keywords),
+        title=photo.title,
+        description=photo.description,
+    )
+
+
+def caption(batch) -> None:
+    """Structured VLM captions, as many photos per model call as the backend batches."""
+    from tagging.vlm.base import CaptionRequest
+
+    backend = _backend_for(batch.model)
+    backend.check_available()
+    per_call = settings.CAPTION_BATCH if backend.supports_batching else 1
+    photos = list(batch.photos)
+    for i in range(0, len(photos), per_call):
+        requests, ready = [], []
+        for photo in photos[i : i + per_call]:
+            with batch.guard(photo):
+                image = open_upright(
+                    image_source(photo, min_edge=settings.CAPTION_IMAGE_SIZE),
+                    target=settings.CAPTION_IMAGE_SIZE, max_pixels=settings.MAX_IMAGE_PIXELS,
+                )
+                requests.append(CaptionRequest(image=image, prompt=prompt.build_prompt(photo_context(photo))))
+                ready.append(photo)
+        if not requests:
+            continue
+        try:
+            outputs = backend.caption(requests)
+        except Exception as exc:  # CaptionError or a model crash: each photo of the call, retried if it may help
+            log.warning("caption call failed: %s", exc)
+            for photo in ready:
+                batch.fail(photo, f"{type(exc).__name__}: {exc}", retry=getattr(exc, "transient", True))
+            continue
+        finally:
+            for r in requests:
+                r.image.close()
+        for photo, out in zip(ready, outputs):
+            with batch.saving(photo, seconds=out.latency):
+                save_caption(photo, backend, out)
+        documents.refresh([p.pk for p in ready])
+
+
+def clean_text(value: str) -> str:
+    """Text Postgres can store: no NUL, no lone surrogates (models emit both)."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
+    return value
+
+
+def _count(value) -> int | None:
+    """A token count the database can hold (a server may report anything)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    return min(value, MAX_INT)
+
+
+def save_caption(photo, backend, out) -> Caption:
+    parsed = captions.parse_caption(clean_text(out.text or ""))
+    fields = _clean(parsed.fields)
+    caption, _ = Caption.objects.update_or_create(
+        photo=photo, backend=backend.name, model=backend.model_id, prompt_version=prompt.PROMPT_VERSION,
+        defaults=dict(
+            raw_text=clean_text(out.text or ""),
+            fields=fields,
+            caption=str(fields.get("caption", "")),
+            description=str(fields.get("description", "")),
+            tags=[str(t)[:50] for t in list(fields.get("tags", []))[:15]],
+            structured=parsed.structured,
+            parse_notes=_clean(parsed.notes),
+            latency=out.latency,
+            first_token_latency=out.first_token_latency,
+            prompt_tokens=_count(out.prompt_tokens),
+            output_tokens=_count(out.output_tokens),
+        ),
+    )
+    return caption
+
+
+def _check_caption_model(model: str) -> str:
+    if ":" not in model or model.split(":", 1)[0] not in CAPTION_BACKENDS:
+        raise ValueError(
+            f"caption model {model!r}: write it as BACKEND:MODEL, e.g. transformers:{settings.CAPTION_MODEL}"
+        )
+    return model
+
+
+def _captioned(model: str):
+    backend, _, model_id = model.partition(":")
+    return Caption.objects.filter(backend=backend, model=model_id, prompt_version=prompt.PROMPT_VERSION).values(
+        "photo_id"
+    )
+
+
+def caption_batch_size() -> int:
+    """Photos per caption task: one model call's worth, so a timeout charges only the photos in that call."""
+    if settings.CAPTION_BACKEND == "transformers":
+        return max(1, settings.CAPTION_BATCH)
+    if settings.CAPTION_BACKEND == "openai":
+        return max(1, settings.OPENAI_CONCURRENCY)
+    return 1
+
+
+def register() -> None:
+    stages.register(stages.StageSpec(
+        name=EMBEDDING, order=20, needs=(THUMBNAIL,), runner=embed, label="CLIP embeddings",
+        batch_size=lambda: settings.CLIP_BATCH * 4, model=configured_clip_model, rerunnable=True,
+        check_model=_check_clip_model, outputs=_embedded,
+    ))
+    stages.register(stages.StageSpec(
+        name=CAPTION, order=30, needs=(THUMBNAIL,), runner=caption, label="Captions",
+        batch_size=caption_batch_size, model=configured_caption_model, rerunnable=True,
+        check_model=_check_caption_model, outputs=_captioned, timeout=lambda: settings.CAPTION_TIMEOUT,
+    ))
