@@ -270,7 +270,11 @@ class Batch:
         return [p for p in self.photos if p.pk not in self.outcome]
 
     def done(self, photo: Photo, *, seconds: float | None = None) -> None:
-        self._finish(photo.pk, State.DONE, "", seconds)
+        """The photo is done (its output, if any, saved already: else use :meth:`saving`)."""
+        try:
+            self._finish(photo.pk, State.DONE, "", seconds)
+        except LostClaim:
+            log.warning("%s: photo %s was taken back by recovery", self.spec.name, photo.pk)
 
     def fail(self, photo: Photo, reason: str, *, retry: bool = False) -> None:
         """Record ``reason``; with ``retry`` the photo gets another attempt while it has any."""

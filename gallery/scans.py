@@ -41,6 +41,10 @@ CARRIED = (Outcome.IMPORTED, Outcome.UPDATED, Outcome.MOVED, Outcome.DUPLICATE)
 AFTER_SCAN: list = []
 
 
+class ScanBusy(RuntimeError):
+    """Another process is scanning this library now."""
+
+
 def _lease() -> timedelta:
     return timedelta(seconds=settings.Q_CLUSTER["timeout"] + engine.LEASE_GRACE)
 
@@ -136,10 +140,13 @@ def import_library(library: Library, *, progress=None, sync: bool = False) -> Sc
     reported as failed with the decoder's reason.
     """
     holder = holders.current()
-    Library.objects.filter(pk=library.pk).update(
-        scan_state=ScanState.SCANNING, scan_started_at=timezone.now(), scan_error="", scan_holder=holder,
-        scan_lease_until=None, scan_progress={},
-    )
+    current = Library.objects.get(pk=library.pk)
+    taken = Library.objects.filter(pk=library.pk, scan_state=current.scan_state, scan_holder=current.scan_holder)
+    if current.scan_state == ScanState.SCANNING and holders.is_alive(current.scan_holder) is not False:
+        raise ScanBusy(f"“{library.name}” is already being scanned ({current.scan_holder or 'by the worker'})")
+    if not taken.update(scan_state=ScanState.SCANNING, scan_started_at=timezone.now(), scan_error="",
+                        scan_holder=holder, scan_lease_until=None, scan_progress={}):
+        raise ScanBusy(f"“{library.name}” was just taken by another scan")
     try:
         report = scanner.Scanner(library, progress=progress).run()
         after_scan(report, queue=not sync)

@@ -96,3 +96,17 @@ def test_a_scan_held_by_a_live_worker_is_left_alone(library):
     assert recovery.reap_dead_scans() == 0
     library.refresh_from_db()
     assert library.scan_state == Library.ScanState.SCANNING
+
+
+def test_a_foreground_import_refuses_a_library_another_process_is_scanning(library):
+    Library.objects.filter(pk=library.pk).update(scan_state=Library.ScanState.SCANNING,
+                                                 scan_holder="other-host:77:1700000000.00")
+    with pytest.raises(scans.ScanBusy, match="already being scanned"):
+        scans.import_library(library)
+    # A scan left behind by a process that died is taken over.
+    dead = holders.current().replace(f":{os.getpid()}:", ":999999999:")
+    Library.objects.filter(pk=library.pk).update(scan_holder=dead)
+    report = scans.import_library(library)
+    assert report.complete
+    library.refresh_from_db()
+    assert library.scan_state == Library.ScanState.IDLE and not library.scan_holder

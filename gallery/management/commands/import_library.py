@@ -27,7 +27,7 @@ class Command(BaseCommand):
         progress = None if as_json or options["verbosity"] == 0 else ProgressBar(f"Scanning {library.name}")
         try:
             report = scans.import_library(library, progress=progress, sync=options["sync"])
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, scans.ScanBusy) as exc:
             raise CommandError(str(exc)) from None
         if as_json:
             self.stdout.write(_dumps(report.as_dict()))

@@ -1,0 +1,229 @@
+"""The engine under real django-q2 workers: timeouts, SIGKILL and two workers at once.
+
+Each test starts real ``manage.py qcluster`` processes against the test
+database (committed data: ``transaction=True``), a tiny CLIP model built
+offline, and a real OpenAI-compatible HTTP server (``FakeVLMServer``) as the
+caption backend, so that every model call is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from PIL import Image
+
+from gallery import libraries, scans
+from gallery.models import PhotoStage
+from tagging.models import Caption, Embedding
+from tests.fake_vlm_server import FakeVLMServer, Reply, caption_reply, GOOD_CAPTION
+from tests.tiny_clip import build_tiny_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "qwen2.5vl:3b"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return build_tiny_clip(tmp_path_factory.mktemp("worker-clip") / "clip", seed=3)
+
+
+def make_library(folder: Path, n: int, *, seed: int = 0):
+    """``n`` small JPEGs, each different (random noise), as a library, scanned; thumbnails queued."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i:04d}.jpg", quality=80)
+    library, _ = libraries.add_library(str(folder))
+    report = scans.import_library(library)
+    assert report.totals["imported"] == n
+    return library
+
+
+class Cluster:
+    """One ``manage.py qcluster`` (its own process group) with the given settings."""
+
+    def __init__(self, env: dict, log: Path):
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "qcluster"], env=env, cwd=ROOT,
+            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the cluster (what the OOM killer or a container stop does)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker_env(tiny_clip, settings):
+    """The workers' environment; this process's settings say the same models (rows record them)."""
+    settings.CLIP_MODEL = tiny_clip
+    settings.CAPTION_BACKEND = "openai"
+    settings.CAPTION_MODEL = MODEL
+
+    def make(server: FakeVLMServer, **overrides) -> dict:
+        env = dict(
+            os.environ,
+            SHOEBOX_DATA_DIR=str(settings.DATA_DIR),
+            SHOEBOX_DB_NAME=connection.settings_dict["NAME"],
+            SHOEBOX_THUMBNAIL_DIR=str(settings.THUMBNAIL_DIR),
+            SHOEBOX_CLIP_MODEL=tiny_clip,
+            SHOEBOX_CAPTION_BACKEND="openai",
+            SHOEBOX_OPENAI_BASE_URL=server.url,
+            SHOEBOX_OPENAI_MODEL=MODEL,
+            SHOEBOX_OPENAI_RETRIES="0",
+            SHOEBOX_GEOCODE="false",
+            SHOEBOX_QUEUE_POLL="0.2",
+            SHOEBOX_WORKERS="1",
+            SHOEBOX_WORKER_THREADS="1",
+            SHOEBOX_LOG_LEVEL="INFO",
+            OMP_WAIT_POLICY="PASSIVE",
+            OMP_NUM_THREADS="1",
+        )
+        env.update({k: str(v) for k, v in overrides.items()})
+        return env
+
+    return make
+
+
+@pytest.fixture
+def clusters(tmp_path):
+    started: list[Cluster] = []
+
+    def start(env: dict) -> Cluster:
+        cluster = Cluster(env, tmp_path / f"cluster-{len(started)}.log")
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+    from django_q.models import OrmQ
+
+    OrmQ.objects.all().delete()
+
+
+def wait_for(condition, *, seconds: float, clusters=(), what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    logs = "\n".join(c.tail() for c in clusters)
+    states = sorted(Counter(PhotoStage.objects.values_list("stage", "state")).items())
+    pytest.fail(f"gave up waiting for {what} after {seconds} s; stages: {states}\n{logs}")
+
+
+def settled() -> bool:
+    """Nothing queued or running, nothing ready and pending."""
+    from gallery import engine
+
+    return not engine.has_work()
+
+
+def image_digests(server: FakeVLMServer) -> list[str]:
+    """One digest per chat request: which photo the model was shown."""
+    digests = []
+    for request in server.chat_requests():
+        content = request.json["messages"][-1]["content"]
+        url = next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
+        digests.append(hashlib.sha256(url.encode()).hexdigest())
+    return digests
+
+
+def test_captions_that_time_out_are_retried_then_failed_while_embeddings_finish(
+        tmp_path, worker_env, clusters, staff_client):
+    make_library(tmp_path / "photos", 2)
+    with FakeVLMServer(models=[MODEL]) as server:
+        server.default = Reply(body=caption_reply(GOOD_CAPTION).body, delay=600)  # never answers in time
+        cluster = clusters(worker_env(
+            server, SHOEBOX_TASK_TIMEOUT=60, SHOEBOX_TASK_RETRY=90, SHOEBOX_CAPTION_TIMEOUT=3,
+            SHOEBOX_TASK_MAX_ATTEMPTS=2, SHOEBOX_OPENAI_TIMEOUT=600,
+        ))
+        wait_for(settled, seconds=150, clusters=[cluster], what="the worker to finish")
+        calls = len(server.chat_requests())
+
+    embeddings = PhotoStage.objects.filter(stage="embedding")
+    assert set(embeddings.values_list("state", "attempts")) == {("done", 1)}
+    assert Embedding.objects.count() == 2
+    for row in PhotoStage.objects.filter(stage="caption"):
+        assert (row.state, row.attempts) == ("failed", 2), row.error
+        assert row.error == "timed out after 3 s (gave up after 2 attempts)"
+    assert calls == 4, "each photo was tried twice"
+    assert not Caption.objects.exists()
+    assert not PhotoStage.objects.filter(state__in=["running", "queued", "pending"]).exists()
+    response = staff_client.get("/jobs/?poll=1", HTTP_HX_REQUEST="true")
+    assert response.status_code == 286, "the jobs page stops polling"
+    html = staff_client.get("/jobs/").content.decode()
+    assert "timed out after 3 s (gave up after 2 attempts)" in html and "Retry failed" in html
+
+
+def test_a_worker_killed_mid_batch_and_restarted_leaves_every_photo_done_exactly_once(
+        tmp_path, worker_env, clusters):
+    n = 6
+    make_library(tmp_path / "photos", n, seed=1)
+    with FakeVLMServer(models=[MODEL]) as server:
+        server.default = Reply(body=caption_reply(GOOD_CAPTION).body, delay=1.0)
+        env = worker_env(server, SHOEBOX_TASK_TIMEOUT=20, SHOEBOX_TASK_RETRY=25)
+        first = clusters(env)
+        wait_for(lambda: PhotoStage.objects.filter(stage="caption", state="running").exists(),
+                 seconds=90, clusters=[first], what="a caption to be under way")
+        victim = PhotoStage.objects.get(stage="caption", state="running")
+        first.kill()
+        assert PhotoStage.objects.get(pk=victim.pk).state == "running", "killed while holding it"
+
+        second = clusters(env)
+        wait_for(settled, seconds=120, clusters=[first, second], what="the restarted worker to finish")
+        digests = image_digests(server)
+
+    assert set(PhotoStage.objects.values_list("state", flat=True)) == {"done"}
+    assert Embedding.objects.count() == n and Caption.objects.count() == n
+    assert sorted(Counter(Caption.objects.values_list("photo_id", flat=True)).values()) == [1] * n
+    victim.refresh_from_db()
+    assert victim.attempts == 2 and victim.state == "done"
+    # Every photo was shown to the model once, except the one whose call the kill cut off.
+    assert len(digests) == n + 1 and len(set(digests)) == n
+
+
+def test_two_workers_process_every_photo_once(tmp_path, worker_env, clusters):
+    n = 200
+    make_library(tmp_path / "photos", n, seed=2)
+    with FakeVLMServer(models=[MODEL]) as server:
+        env = worker_env(server, SHOEBOX_OPENAI_CONCURRENCY=4, SHOEBOX_TASK_TIMEOUT=120, SHOEBOX_TASK_RETRY=150)
+        workers = [clusters(env), clusters(env)]
+        wait_for(settled, seconds=240, clusters=workers, what="two workers to finish")
+        digests = image_digests(server)
+
+    assert set(PhotoStage.objects.values_list("state", "attempts")) == {("done", 1)}, "no attempt wasted"
+    assert Embedding.objects.count() == n and Caption.objects.count() == n
+    assert len(digests) == n and len(set(digests)) == n, "each photo shown to the model exactly once"
