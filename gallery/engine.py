@@ -2,7 +2,7 @@
 
 One photo in one stage is one ``PhotoStage`` row. Its state changes only here::
 
-    pending ──enqueue──▶ queued ──claim──▶ running ──▶ done ──▶ (dependents unblocked, next stage queued)
+    pending ──enqueue──▶ queued ──claim──▶ running ──▶ done ──▶ (dependents pending again, next stage queued)
        ▲                                      │
        └──── error with attempts left ◀───────┤   (retried at once, alone in its batch)
                                               ├──▶ failed        error of the photo's own, or attempts used up
@@ -27,7 +27,7 @@ One photo in one stage is one ``PhotoStage`` row. Its state changes only here::
   (django-q2 raises ``TimeoutException``, a ``SystemExit``) or a crash of the
   runner is recorded against every photo still open.
 * **Handing on**: a failed photo blocks the stages that need this one; a done
-  photo unblocks them; retries are queued again; and the batch's photos are
+  photo unblocks them (or, done again, makes them out of date: pending); retries are queued again; and the batch's photos are
   queued for the next stage in order that has work for them (cheap stages
   first: embeddings for the whole library before its captions).
 """
@@ -144,10 +144,12 @@ def block_dependents(spec: StageSpec, photo_ids: list[int]) -> int:
     ).update(state=State.BLOCKED, error=f"needs the {spec.name} stage, which failed", attempts=0)
 
 
-def unblock_dependents(spec: StageSpec, photo_ids: list[int]) -> int:
+def refresh_dependents(spec: StageSpec, photo_ids: list[int]) -> int:
+    """``spec`` is done (again) for these photos: the stages built on it are unblocked, or out of date."""
     if not photo_ids:
         return 0
-    return _dependents_of(spec, photo_ids).filter(state=State.BLOCKED).update(state=State.PENDING, error="")
+    return _dependents_of(spec, photo_ids).filter(state__in=[State.BLOCKED, State.DONE]).update(
+        state=State.PENDING, error="", attempts=0)
 
 
 # -- queueing ------------------------------------------------------------------------
@@ -457,7 +459,7 @@ def run_stage(stage: str, photo_ids: list[int], model: str = "", *, hand_on: boo
 
 def settle(batch: Batch) -> None:
     """What a batch's outcome means for the other stages of its photos."""
-    unblock_dependents(batch.spec, batch.ids(State.DONE))
+    refresh_dependents(batch.spec, batch.ids(State.DONE))
     block_dependents(batch.spec, batch.ids(State.FAILED))
 
 

@@ -195,6 +195,15 @@ OPENAI_RETRIES = envint("SHOEBOX_OPENAI_RETRIES", 2)
 # Requests in flight at once (servers like vLLM and llama-server batch them internally).
 OPENAI_CONCURRENCY = envint("SHOEBOX_OPENAI_CONCURRENCY", 1)
 
+# Tags: auto-accept a suggestion whose CLIP score (σ above the tag's library mean) reaches this
+# (empty: never; the owner decides). A tag learned from decisions suggests itself for at most
+# TAG_LEARNED_SUGGESTIONS more photos, those its model gives at least this probability.
+TAG_AUTO_ACCEPT = envfloat("SHOEBOX_TAG_AUTO_ACCEPT", None)
+TAG_LEARNED_SUGGESTIONS = envint("SHOEBOX_TAG_LEARNED_SUGGESTIONS", 200)
+TAG_LEARNED_MIN_PROBABILITY = envfloat("SHOEBOX_TAG_LEARNED_MIN_PROBABILITY", 0.9)
+# Review shows a tag's suggestions nearest this CLIP score first (until the tag has a learned model).
+TAG_REVIEW_BOUNDARY = envfloat("SHOEBOX_TAG_REVIEW_BOUNDARY", 2.0)
+
 # django-q2: the ORM broker on the same Postgres. A task that runs longer than
 # `timeout` is stopped (django-q2 raises TimeoutException, a SystemExit). The
 # stage engine (gallery/engine.py) records that against the photos the task

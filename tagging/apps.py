@@ -7,7 +7,9 @@ class TaggingConfig(AppConfig):
 
     def ready(self):
         from gallery import scans
-        from tagging import documents, runners
+        from tagging import documents, runners, tags
 
-        runners.register()  # embedding, then caption: after thumbnails, cheap first
+        runners.register()  # embedding, caption, tag scores: after thumbnails, cheap first
+        # Keywords in the files become accepted tags, then the search documents are rebuilt.
+        scans.AFTER_SCAN.append(tags.import_file_keywords)
         scans.AFTER_SCAN.append(documents.refresh)

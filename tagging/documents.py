@@ -5,10 +5,11 @@ own metadata, its newest caption and its file paths. The scanner's callers
 and the caption stage call it, so the keyword side of search follows
 imports and captions without a separate indexing job.
 
-Weights: A — keywords from the file and the caption's tags; B — title and
-one-sentence caption; C — descriptions and the structured caption fields;
-D — place names, camera, file and folder names (``simple`` configuration:
-names are not stemmed).
+Weights: A — keywords from the file and accepted tags (with their parents'
+names); B — title and the one-sentence caption (the owner's when there is
+one); C — descriptions, the structured caption fields and suggested tags
+(weaker evidence until the owner accepts them); D — place names, camera,
+file and folder names (``simple`` configuration: names are not stemmed).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from django.db import connection
 _REFRESH_SQL = r"""
 INSERT INTO tagging_searchdocument (photo_id, document, updated_at)
 SELECT p.id,
-    setweight(to_tsvector('english', array_to_string(p.keywords, ' ') || ' ' || coalesce(c.tags, '')), 'A') ||
-    setweight(to_tsvector('english', p.title || ' ' || coalesce(c.caption, '')), 'B') ||
-    setweight(to_tsvector('english', p.description || ' ' || coalesce(c.description, '') || ' ' || coalesce(c.fields, '')), 'C') ||
+    setweight(to_tsvector('english', array_to_string(p.keywords, ' ') || ' ' || coalesce(t.accepted, '')), 'A') ||
+    setweight(to_tsvector('english', p.title || ' ' || coalesce(o.caption, c.caption, '')), 'B') ||
+    setweight(to_tsvector('english', p.description || ' ' || coalesce(c.description, '') || ' ' || coalesce(c.fields, '')
+                                     || ' ' || coalesce(t.suggested, '')), 'C') ||
     setweight(to_tsvector('simple', concat_ws(' ', p.place_city, p.place_region, p.place_country,
                                               p.camera_make, p.camera_model, p.lens, f.paths)), 'D') ||
     setweight(to_tsvector('english', concat_ws(' ', p.place_city, p.place_region, p.place_country, f.paths)), 'D'),
@@ -39,6 +41,13 @@ LEFT JOIN LATERAL (
            ) AS fields
     FROM tagging_caption c WHERE c.photo_id = p.id ORDER BY c.created_at DESC LIMIT 1
 ) c ON true
+LEFT JOIN tagging_ownercaption o ON o.photo_id = p.id
+LEFT JOIN LATERAL (
+    SELECT string_agg(replace(tg.path, '/', ' '), ' ') FILTER (WHERE pt.state = 'accepted') AS accepted,
+           string_agg(tg.name, ' ') FILTER (WHERE pt.state = 'suggested') AS suggested
+    FROM tagging_phototag pt JOIN tagging_tag tg ON tg.id = pt.tag_id
+    WHERE pt.photo_id = p.id
+) t ON true
 LEFT JOIN LATERAL (
     SELECT string_agg(regexp_replace(sf.relpath, '[/_.\-]+', ' ', 'g'), ' ') AS paths
     FROM gallery_sourcefile sf WHERE sf.photo_id = p.id AND NOT sf.missing

@@ -11,6 +11,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.db.models.functions import Lower
 from pgvector.django import HalfVectorField
 
 from gallery.models import Photo
@@ -129,3 +130,178 @@ class NearDuplicate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "photo", "other"], name="nearduplicate_unique_pair"),
         ]
+
+
+# -- tags ------------------------------------------------------------------------------
+
+
+class Tag(models.Model):
+    """A tag of the owner's vocabulary, in a hierarchy (``Places/Italy/Rome``).
+
+    A term a model used that matches no tag becomes a *proposed* tag: it is
+    suggested, reviewable, and joins the vocabulary when the owner accepts it
+    or adds it by hand. Nothing a model says becomes part of the vocabulary
+    silently.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"  # in the owner's vocabulary
+        PROPOSED = "proposed"  # a model's term, waiting for the owner
+
+    name = models.CharField(max_length=200)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    path = models.CharField(max_length=1000, unique=True)  # "Places/Italy/Rome": the parents' names and its own
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    learn_queued_at = models.DateTimeField(null=True, blank=True)  # a learn task is on its way (one at a time)
+
+    class Meta:
+        ordering = ["path"]
+        indexes = [
+            # tag: filters and lookups by name, any case.
+            models.Index(Lower("name"), name="tag_lower_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def depth(self) -> int:
+        return self.path.count("/")
+
+    @property
+    def path_parts(self) -> list[str]:
+        return self.path.split("/")
+
+
+class TagAlias(models.Model):
+    """Another word for a tag (``kitty`` → ``cat``); ``alias`` is normalised (casefolded)."""
+
+    alias = models.CharField(max_length=200, unique=True)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="aliases")
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.tag.path}"
+
+
+class PhotoTag(models.Model):
+    """One tag on one photo, with where it came from and what the owner decided.
+
+    A model's tag is a *suggestion* with evidence (the model, the prompt
+    version, the CLIP score) until the owner accepts or rejects it. Decisions
+    are sticky: a rejected tag never comes back from a re-run, an accepted one
+    is never dropped.
+    """
+
+    class State(models.TextChoices):
+        SUGGESTED = "suggested"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    class Source(models.TextChoices):
+        FILE = "file"  # a keyword in the file or its sidecar
+        CAPTION = "caption"  # the vision-language model's tags
+        LEARNED = "learned"  # the tag's model learned from the owner's decisions
+        OWNER = "owner"  # added by hand
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="photo_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="photo_tags")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SUGGESTED)
+    term = models.CharField(max_length=200, blank=True)  # the word the model or file used
+    model = models.CharField(max_length=300, blank=True)  # which model suggested it
+    prompt_version = models.CharField(max_length=20, blank=True)
+    similarity = models.FloatField(null=True, blank=True)  # CLIP: image · tag text, raw cosine
+    score = models.FloatField(null=True, blank=True)  # that cosine in σ above the tag's library mean
+    learned = models.FloatField(null=True, blank=True)  # probability from the tag's learned model
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["photo", "tag"], name="phototag_unique")]
+        indexes = [
+            # Review by tag: a tag's suggestions in score order; counts per tag and state.
+            models.Index(fields=["tag", "state", "score"], name="phototag_tag_state_score"),
+            # The photo page and review by photo: a photo's tags by state.
+            models.Index(fields=["photo", "state"], name="phototag_photo_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.photo_id}:{self.tag_id}={self.state}"
+
+    @property
+    def certainty(self) -> float | None:
+        """The best evidence there is: the learned probability, else the CLIP score."""
+        return self.learned if self.learned is not None else self.score
+
+
+class TagDecision(models.Model):
+    """Every change the owner (or auto-accept) made to a photo's tag: the history, and what undo reverts.
+
+    ``tag_path`` keeps the tag as it was named then; merging repoints ``tag``
+    and keeps the row.
+    """
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, null=True, on_delete=models.SET_NULL, related_name="decisions")
+    tag_path = models.CharField(max_length=1000)
+    action = models.CharField(max_length=20)  # accept, reject, add, remove, auto-accept, merge
+    before = models.CharField(max_length=10, blank=True)  # the link's state before ("" = no link)
+    after = models.CharField(max_length=10)
+    by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    batch = models.UUIDField()  # one keystroke's decisions: undone together
+    undone = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            # Undo: the user's newest batch not yet undone.
+            models.Index(fields=["by", "undone", "-at"], name="tagdecision_undo"),
+        ]
+
+
+class TagStats(models.Model):
+    """How one tag's CLIP text embedding scores across the library (per CLIP model).
+
+    Raw cosine scores are not comparable across tags; ``score`` on a
+    PhotoTag is (similarity − mean) / std of this distribution, measured on
+    a random sample of the library's photos.
+    """
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="stats")
+    clip_model = models.CharField(max_length=300)
+    text_vector = models.JSONField()  # the tag's text embedding (prompt templates averaged), L2-normalised
+    mean = models.FloatField()
+    std = models.FloatField()
+    sample_size = models.PositiveIntegerField()
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tag", "clip_model"], name="tagstats_unique")]
+
+
+class LearnedTag(models.Model):
+    """A tag's model learned from the owner's decisions (``tagging.learning``), with its held-out figures."""
+
+    tag = models.OneToOneField(Tag, on_delete=models.CASCADE, related_name="learned")
+    clip_model = models.CharField(max_length=300)
+    kind = models.CharField(max_length=10)  # probe or threshold
+    params = models.JSONField()  # learning.TagModel.as_dict()
+    precision = models.FloatField()
+    recall = models.FloatField()
+    f1 = models.FloatField()
+    n_positive = models.PositiveIntegerField()
+    n_negative = models.PositiveIntegerField()
+    trained_at = models.DateTimeField(auto_now=True)
+
+
+class OwnerCaption(models.Model):
+    """The owner's own caption for a photo. Stored apart from the model's; it wins wherever a
+    caption is shown, searched or exported, and no re-run ever overwrites it."""
+
+    photo = models.OneToOneField(Photo, on_delete=models.CASCADE, related_name="owner_caption")
+    caption = models.TextField(max_length=2000)
+    edited_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    edited_at = models.DateTimeField(auto_now=True)

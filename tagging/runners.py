@@ -1,4 +1,4 @@
-"""The AI stages: what "embedding" and "caption" mean for a batch of photos.
+"""The AI stages: what "embedding", "caption" and "tagscore" mean for a batch of photos.
 
 Each runner loads its model (once per process: ``clip.load`` and
 ``vlm.get_backend`` cache them), does its own work on a claimed
@@ -20,14 +20,15 @@ from gallery.imaging import open_upright
 from gallery.originals import original_path
 from gallery.runners import THUMBNAIL
 from gallery.thumbnails import thumbnail_path
-from tagging import captions, clip, documents, near_duplicates, prompt, vectors
+from tagging import captions, clip, documents, near_duplicates, prompt, tag_scores, tags, vectors
 from tagging.availability import ModelUnavailable
-from tagging.models import Caption, Embedding
+from tagging.models import Caption, Embedding, PhotoTag, TagDecision
 
 log = logging.getLogger(__name__)
 
 EMBEDDING = "embedding"
 CAPTION = "caption"
+TAG_SCORE = "tagscore"
 CAPTION_BACKENDS = ("mlx", "transformers", "openai")
 MAX_INT = 2**31 - 1  # Postgres integer
 
@@ -127,6 +128,7 @@ def caption(batch) -> None:
     backend.check_available()
     per_call = settings.CAPTION_BATCH if backend.supports_batching else 1
     photos = list(batch.photos)
+    vocab = tags.load_vocabulary()
     for i in range(0, len(photos), per_call):
         requests, ready = [], []
         for photo in photos[i : i + per_call]:
@@ -151,7 +153,9 @@ def caption(batch) -> None:
                 r.image.close()
         for photo, out in zip(ready, outputs):
             with batch.saving(photo, seconds=out.latency):
-                save_caption(photo, backend, out)
+                saved = save_caption(photo, backend, out)
+                tags.suggest_from_caption(photo.pk, saved.tags, model=f"{backend.name}:{backend.model_id}",
+                                          prompt_version=saved.prompt_version, vocab=vocab)
         documents.refresh([p.pk for p in ready])
 
 
@@ -223,6 +227,40 @@ def caption_batch_size() -> int:
     return 1
 
 
+# -- the CLIP check of suggested tags -----------------------------------------------------
+
+
+def score_tags(batch) -> None:
+    """Score each photo's tags against its image (``tagging.tag_scores``); auto-accept above the setting."""
+    import uuid
+
+    model = clip.load(batch.model or configured_clip_model())
+    ids = [p.pk for p in batch.photos]
+    images = tag_scores.image_vectors(model.key, ids)
+    links: dict[int, list[PhotoTag]] = {}
+    for link in PhotoTag.objects.filter(photo_id__in=ids).select_related("tag"):
+        links.setdefault(link.photo_id, []).append(link)
+    stats = tag_scores.stats_for(model, list({link.tag for group in links.values() for link in group}))
+    auto = settings.TAG_AUTO_ACCEPT
+    accepted_batch = uuid.uuid4()
+    for photo in batch.photos:
+        with batch.saving(photo):
+            image = images.get(photo.pk)
+            for link in links.get(photo.pk, []):
+                if image is None or link.tag_id not in stats:
+                    continue
+                link.similarity, link.score = tag_scores.score(link, image, stats[link.tag_id])
+                fields = ["similarity", "score"]
+                if auto is not None and link.state == PhotoTag.State.SUGGESTED and link.score >= auto \
+                        and link.tag.status == link.tag.Status.ACTIVE:
+                    TagDecision.objects.create(photo_id=photo.pk, tag=link.tag, tag_path=link.tag.path,
+                                               action="auto-accept", before=link.state,
+                                               after=PhotoTag.State.ACCEPTED, batch=accepted_batch)
+                    link.state = PhotoTag.State.ACCEPTED
+                    fields.append("state")
+                link.save(update_fields=fields + ["updated_at"])
+
+
 def register() -> None:
     stages.register(stages.StageSpec(
         name=EMBEDDING, order=20, needs=(THUMBNAIL,), runner=embed, label="CLIP embeddings",
@@ -233,4 +271,8 @@ def register() -> None:
         name=CAPTION, order=30, needs=(THUMBNAIL,), runner=caption, label="Captions",
         batch_size=caption_batch_size, model=configured_caption_model, rerunnable=True,
         check_model=_check_caption_model, outputs=_captioned, timeout=lambda: settings.CAPTION_TIMEOUT,
+    ))
+    stages.register(stages.StageSpec(
+        name=TAG_SCORE, order=40, needs=(EMBEDDING, CAPTION), runner=score_tags, label="Tag scores",
+        batch_size=lambda: 200, model=configured_clip_model,
     ))

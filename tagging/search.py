@@ -35,13 +35,12 @@ import numpy as np
 from django.conf import settings
 from pgvector import HalfVector
 from django.db import connection, transaction
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from gallery.models import Photo, SourceFile
 from tagging import clip
 from tagging.availability import ModelUnavailable
-from tagging.models import Caption, Embedding, SearchDocument
+from tagging.models import Caption, Embedding, PhotoTag, SearchDocument
 from tagging.query import ParsedQuery, parse_query
 
 log = logging.getLogger(__name__)
@@ -69,6 +68,16 @@ class SearchResult:
     def signal_names(self) -> list[str]:
         return list(self.signals)
 
+    @property
+    def label(self) -> str:
+        """What the tile shows: "87.5 · image + caption"."""
+        names = " + ".join(self.signals)
+        return f"{self.score:.1f} · {names}" if self.score else names
+
+    @property
+    def signals_title(self) -> str:
+        return ", ".join(f"{name}: {value:.3f}" for name, value in self.signals.items())
+
 
 @dataclass
 class SearchResponse:
@@ -92,16 +101,12 @@ def _day_start(d) -> datetime:
 
 
 def _tag_match(tag: str) -> Q:
-    """A keyword from the file (any case; a hierarchical keyword's last level too) or a caption tag."""
-    lowered = tag.lower()
-    keyword = RawSQL(
-        "EXISTS (SELECT 1 FROM unnest(gallery_photo.keywords) k "
-        "WHERE lower(k) = %s OR lower(k) LIKE %s)",
-        [lowered, "%|" + lowered.replace("%", r"\%").replace("_", r"\_")],
-        output_field=BooleanField(),
-    )
-    in_caption = Exists(Caption.objects.filter(photo=OuterRef("pk"), tags__contains=[lowered]))
-    return Q(keyword) | Q(in_caption)
+    """An accepted tag of that name, path or alias, or any tag below it (``tag:italy`` finds Rome)."""
+    from tagging import tags
+
+    accepted = PhotoTag.objects.filter(photo=OuterRef("pk"), state=PhotoTag.State.ACCEPTED,
+                                       tag_id__in=tags.matching(tag))
+    return Q(Exists(accepted))
 
 
 def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:

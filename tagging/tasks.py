@@ -5,3 +5,10 @@ def near_duplicates() -> int:
     from tagging import near_duplicates as nd
 
     return nd.refresh()
+
+
+def learn_tag(tag_id: int) -> dict:
+    from tagging import learn
+
+    learned = learn.learn_tag(tag_id)
+    return {"tag": tag_id, "kind": learned.kind if learned else None, "f1": learned.f1 if learned else None}

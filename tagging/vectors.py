@@ -21,6 +21,15 @@ from django.db import connection
 BUILD_MEMORY = "1GB"
 
 
+def as_array(vector):
+    """A stored embedding (pgvector's HalfVector, or a list) as a float32 numpy array."""
+    import numpy as np
+
+    if hasattr(vector, "to_numpy"):
+        return vector.to_numpy().astype(np.float32)
+    return np.asarray(vector, dtype=np.float32)
+
+
 def index_name(model_key: str, dim: int) -> str:
     digest = hashlib.blake2b(f"{model_key}|{dim}".encode(), digest_size=6).hexdigest()
     return f"emb_hnsw_{digest}"

@@ -74,11 +74,11 @@ def test_every_importable_photo_gets_an_embedding_and_a_caption(ai_settings, lib
         assert cap.prompt_tokens and cap.latency > 0
         assert isinstance(cap.fields, dict) and isinstance(cap.parse_notes, list)
         assert {s.stage: s.state for s in photo.stages.all()} == {
-            "thumbnail": "done", "embedding": "done", "caption": "done"}
+            "thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done"}
     # The broken photo's AI stages are blocked: its thumbnail stage failed, and says why.
     broken = Photo.objects.get(status="broken")
     assert dict(broken.stages.values_list("stage", "state")) == {
-        "thumbnail": "failed", "embedding": "blocked", "caption": "blocked"}
+        "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked"}
     assert "truncated" in broken.stages.get(stage="thumbnail").error.lower()
     assert "embedding: 4 done" in out.getvalue() and "caption: 4 done" in out.getvalue()
 
@@ -131,7 +131,8 @@ def test_missing_weights_wait_in_the_unavailable_state_and_nothing_else_stops(se
     results = engine.run_all_pending()
     assert results["thumbnail"]["done"] == 0 and results["embedding"]["done"] == 0  # thumbnails done at import
     states = dict(PhotoStage.objects.values_list("stage", "state").distinct())
-    assert states == {"thumbnail": "done", "embedding": "unavailable", "caption": "unavailable"}
+    assert states == {"thumbnail": "done", "embedding": "unavailable", "caption": "unavailable",
+                      "tagscore": "pending"}
     [clip_msg, vlm_msg] = sorted(engine.unavailable_messages())
     assert "manage.py models pull" in clip_msg or "manage.py models pull" in vlm_msg
     assert PhotoStage.objects.filter(state="unavailable", attempts=0).count() == 4, "no attempt used"
@@ -190,13 +191,13 @@ def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corp
     assert importable.count() >= 70, report.totals
     for photo in importable:
         states = dict(photo.stages.values_list("stage", "state"))
-        assert states == {"thumbnail": "done", "embedding": "done", "caption": "done"}, (photo, states)
+        assert states == {"thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done"}, (photo, states)
     assert Embedding.objects.filter(photo__in=importable).count() == importable.count()
     assert Caption.objects.filter(photo__in=importable).count() == importable.count()
     # Undecodable photos stop at the thumbnail stage, with the decoder's reason; the rest is blocked.
     for photo in Photo.objects.filter(status="broken"):
         assert dict(photo.stages.values_list("stage", "state")) == {
-            "thumbnail": "failed", "embedding": "blocked", "caption": "blocked"}
+            "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked"}
         assert photo.stages.get(stage="thumbnail").error
     assert not PhotoStage.objects.filter(state__in=["pending", "queued", "running"]).exists()
 

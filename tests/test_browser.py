@@ -111,3 +111,47 @@ def test_typing_in_the_search_box_shows_results_and_a_shareable_url(searchable, 
     # The URL works on its own (shareable, no JavaScript needed to get there).
     page.goto(live_server.url + "/search/?q=lighthouse")
     assert page.locator("#results a.tile").count() == 1
+
+
+def test_reviewing_a_tag_with_the_keyboard_only(gallery, live_server, browser):
+    """Log in, open the review of "dog", and decide with keys alone: the counters change, undo works."""
+    from tagging import tags
+    from tagging.models import PhotoTag
+
+    for i, photo in enumerate(gallery[:8]):
+        [link] = tags.suggest_from_caption(photo.pk, ["dog"], model="m", prompt_version="1")
+        PhotoTag.objects.filter(pk=link.pk).update(score=i * 0.5)
+    tags.suggest_from_caption(gallery[9].pk, ["cat"], model="m", prompt_version="1")
+    dog = link.tag
+
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(live_server.url + f"/review/tag/{dog.pk}/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "a-long-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#board .review-item.cursor")
+    count = lambda name: int(page.text_content(f'#board [data-count="{name}"]'))  # noqa: E731
+    assert (count("pending"), count("accepted"), count("rejected")) == (8, 0, 0)
+    assert page.is_visible("#legend")
+
+    page.keyboard.press("a")  # accept the photo under the cursor
+    page.wait_for_function("document.querySelector('#board [data-count=accepted]').textContent === '1'")
+    assert count("pending") == 7
+
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("x")  # select two photos …
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    assert page.locator("#board .review-item.selected").count() == 2
+    page.keyboard.press("r")  # … and reject them together
+    page.wait_for_function("document.querySelector('#board [data-count=rejected]').textContent === '2'")
+    assert count("pending") == 5
+
+    page.keyboard.press("u")  # undo the rejection
+    page.wait_for_function("document.querySelector('#board [data-count=rejected]').textContent === '0'")
+    assert (count("pending"), count("accepted")) == (7, 1)
+    assert PhotoTag.objects.filter(tag=dog, state="accepted").count() == 1
+
+    page.keyboard.press("n")  # the next tag waiting: cat
+    page.wait_for_url(f"**/review/tag/{tags.find('cat').pk}/")
+    assert "Is this" in page.text_content("h1") and "cat" in page.text_content("h1")

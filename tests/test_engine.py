@@ -6,6 +6,7 @@ runner where the test needs a runner to misbehave on purpose.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -57,14 +58,14 @@ def sent(monkeypatch):
 
 
 def test_stages_run_in_their_declared_order_whatever_order_they_were_registered_in(probe_stage):
-    assert stages.names() == ["thumbnail", "embedding", "caption", "probe"]
+    assert stages.names() == ["thumbnail", "embedding", "caption", "tagscore", "probe"]
     stages.register(stages.StageSpec(name="early", order=15, runner=lambda b: None, batch_size=lambda: 1))
     try:
-        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "probe"]
-        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "probe"]
+        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "tagscore", "probe"]
+        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "tagscore", "probe"]
     finally:
         stages.unregister("early")
-    assert [s.name for s in stages.dependents("thumbnail")] == ["embedding", "caption", "probe"]
+    assert [s.name for s in stages.dependents("thumbnail")] == ["embedding", "caption", "tagscore", "probe"]
 
 
 def test_adding_a_stage_is_one_runner_and_one_registration(photos, probe_stage):
@@ -245,7 +246,8 @@ def test_a_failed_stage_blocks_what_needs_it_until_it_is_done(library, probe_sta
     engine.ensure_rows([photo.pk])
     engine.run_pending("thumbnail")  # the file is not there: the photo's own error
     states = dict(photo.stages.values_list("stage", "state"))
-    assert states == {"thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "probe": "blocked"}
+    assert states == {"thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked",
+                      "probe": "blocked"}
     assert photo.stages.get(stage="probe").error == "needs the thumbnail stage, which failed"
     assert not engine.has_work()
 
@@ -253,31 +255,33 @@ def test_a_failed_stage_blocks_what_needs_it_until_it_is_done(library, probe_sta
     assert engine.retry_failed("thumbnail") == 1
     engine.run_pending("thumbnail")
     states = dict(photo.stages.values_list("stage", "state"))
-    assert states == {"thumbnail": "done", "embedding": "pending", "caption": "pending", "probe": "pending"}
+    assert states == {"thumbnail": "done", "embedding": "pending", "caption": "pending", "tagscore": "pending",
+                      "probe": "pending"}
 
 
 def test_each_finished_batch_queues_its_photos_for_the_next_stage_with_work_for_them(photos, sent):
-    PhotoStage.objects.filter(stage="thumbnail").update(state="queued")
-    PhotoStage.objects.filter(stage__in=["embedding", "caption"]).update(state="pending")
-    PhotoStage.objects.filter(photo=photos[0], stage="embedding").update(state="done")
     ids = [p.pk for p in photos]
-    engine.run_stage("thumbnail", ids, "")  # files missing: thumbnails fail, nothing is handed on
-    assert not [c for c in sent if c[1] != "thumbnail"]
-
-    PhotoStage.objects.filter(stage="thumbnail").update(state="queued", attempts=0)
-    PhotoStage.objects.filter(stage__in=["embedding", "caption", "probe"]).exclude(
-        photo=photos[0], stage="embedding").update(state="pending", error="")
-    monkeypatched = stages.get("thumbnail")
-    stages.register(stages.StageSpec(name="thumbnail", order=10, runner=lambda b: [b.done(p) for p in b.photos],
-                                     batch_size=lambda: 50))
+    PhotoStage.objects.filter(stage="embedding").update(state="queued")
+    PhotoStage.objects.filter(stage__in=["caption", "tagscore"]).update(state="pending")
+    PhotoStage.objects.filter(photo=photos[0], stage="caption").update(state="done")
+    original = stages.get("embedding")
+    stages.register(dataclasses.replace(original, runner=lambda b: [b.done(p) for p in b.photos]))
     try:
-        engine.run_stage("thumbnail", ids, "")
+        engine.run_stage("embedding", ids, original.model())
     finally:
-        stages.register(monkeypatched)
-    queued = {stage: ids for _, stage, ids, _, _ in sent if stage != "thumbnail"}
-    assert sorted(queued["embedding"]) == ids[1:], "cheap stages first: embeddings before captions"
-    assert queued["caption"] == [photos[0].pk], "its embedding was done already"
-    assert "probe" not in queued
+        stages.register(original)
+    queued = {stage: ids for _, stage, ids, _, _ in sent}
+    assert sorted(queued["caption"]) == ids[1:], "cheap stages first: embeddings for all, then captions"
+    assert queued["tagscore"] == [photos[0].pk], "its caption was done already: on to the tag scores"
+    assert "probe" not in queued, "each photo goes to the first stage with work for it"
+
+
+def test_a_failed_thumbnail_hands_nothing_on(photos, sent):
+    PhotoStage.objects.filter(stage="thumbnail").update(state="queued")
+    PhotoStage.objects.exclude(stage="thumbnail").update(state="pending")
+    engine.run_stage("thumbnail", [p.pk for p in photos], "")  # the files are not there
+    assert [c for c in sent if c[1] != "thumbnail"] == []
+    assert set(PhotoStage.objects.exclude(stage="thumbnail").values_list("state", flat=True)) == {"blocked"}
 
 
 # -- recovery -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from gallery.models import Library
-from tagging import documents, near_duplicates, search, vectors
+from tagging import documents, near_duplicates, search, tags, vectors
 from tagging.models import Caption, Embedding
 from tests.factories import make_photo
 
@@ -103,6 +103,10 @@ def test_full_text_finds_captions_tags_places_camera_and_file_names(library):
                            tags=["lighthouse", "coast"], fields={"scene": "seaside", "objects": ["rocks"]})
     other = make_photo(library, "misc/cat.jpg", taken=datetime(2020, 1, 1, tzinfo=timezone.utc),
                        keywords=["Pets|Cats|Chelsea"])
+    tags.import_file_keywords([other.pk])
+    suggested = {link.tag.name: link for link in tags.suggest_from_caption(
+        lighthouse.pk, ["lighthouse", "coast"], model="transformers:m", prompt_version="v")}
+    tags.decide(suggested["lighthouse"].tag, [lighthouse.pk], True)  # "coast" stays a suggestion
     documents.refresh_all()
 
     def found(q):
@@ -111,6 +115,8 @@ def test_full_text_finds_captions_tags_places_camera_and_file_names(library):
 
     hit = found("lighthouse")[lighthouse.pk]
     assert {"tag", "caption"} <= set(hit.signals)
+    weak = found("coast")[lighthouse.pk]
+    assert "tag" not in weak.signals and "description" in weak.signals, "a suggestion is weaker evidence"
     assert set(found("arezzo")) == {lighthouse.pk} and "place" in found("arezzo")[lighthouse.pk].signals
     assert "camera" in found("nikon")[lighthouse.pk].signals
     assert "file" in found("summer")[lighthouse.pk].signals
@@ -126,6 +132,8 @@ def test_a_photo_matching_text_and_image_ranks_above_single_signal_matches(clust
     for p in (both, text_only):
         Caption.objects.create(photo=p, backend="t", model="m", prompt_version="v", raw_text="",
                                caption="A kite over the dunes.", tags=["kite"])
+        [link] = tags.suggest_from_caption(p.pk, ["kite"], model="t:m", prompt_version="v")
+        tags.decide(link.tag, [p.pk], True)
     documents.refresh([both.pk, text_only.pk])
     response = search.search("kite", text_vector=centres["A"])
     assert ids(response)[0] == both.pk
@@ -149,6 +157,9 @@ def varied(library, tmp_path):
     }
     Caption.objects.create(photo=made["canon_2021"], backend="t", model="m", prompt_version="v", raw_text="",
                            caption="", tags=["beach"])
+    tags.import_file_keywords([p.pk for p in made.values()])  # as the scan does
+    [beach] = tags.suggest_from_caption(made["canon_2021"].pk, ["beach"], model="t:m", prompt_version="v")
+    tags.decide(beach.tag, [made["canon_2021"].pk], True)  # the owner agreed with the model
     documents.refresh_all()
     return made
 

@@ -18,7 +18,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def own_urls():
     """Every Shoebox URL pattern (not admin/auth), with sample arguments filled in."""
-    samples = {"pk": "1", "content_hash": "ab" * 32, "size": "grid", "file_id": "1", "stage": "thumbnail"}
+    samples = {"pk": "1", "content_hash": "ab" * 32, "size": "grid", "file_id": "1", "stage": "thumbnail",
+               "path": "Places/Italy", "tag_id": "1", "decision": "accept"}
     for p in get_resolver().url_patterns:
         patterns = [p] if isinstance(p, URLPattern) else (
             p.url_patterns if isinstance(p, URLResolver) and str(p.pattern) == "" else [])

@@ -1,0 +1,81 @@
+"""The review inbox: which suggestions to show the owner next, and bulk decisions.
+
+*By tag*: "is this a dog?" — one tag's suggestions, least certain first, so
+that each decision teaches the most. *By photo*: one photo's pending tags.
+Every query here is served by an index on ``PhotoTag`` (tag, state, score)
+or (photo, state), so answers stay fast with a million suggestions
+(``bench/review_bench.py``).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Count, Exists, F, OuterRef
+from django.db.models.functions import Abs
+
+from tagging import tags
+from tagging.models import LearnedTag, PhotoTag, Tag
+
+State = PhotoTag.State
+PAGE = 48
+
+
+def tag_queue(limit: int = 200) -> list[dict]:
+    """Tags with suggestions waiting, most waiting first: [{"tag", "pending"}]."""
+    rows = (PhotoTag.objects.filter(state=State.SUGGESTED).values("tag_id").annotate(n=Count("id"))
+            .order_by("-n", "tag_id")[:limit])
+    by_id = Tag.objects.in_bulk([r["tag_id"] for r in rows])
+    return [{"tag": by_id[r["tag_id"]], "pending": r["n"]} for r in rows if r["tag_id"] in by_id]
+
+
+def pending(tag: Tag) -> int:
+    return PhotoTag.objects.filter(tag=tag, state=State.SUGGESTED).count()
+
+
+def decided(tag: Tag) -> dict[str, int]:
+    rows = PhotoTag.objects.filter(tag=tag).values("state").annotate(n=Count("id")).order_by()
+    counts = {state: 0 for state in State.values}
+    counts.update({r["state"]: r["n"] for r in rows})
+    return counts
+
+
+def suggestions(tag: Tag, *, limit: int = PAGE) -> list[PhotoTag]:
+    """The tag's suggestions, least certain first: nearest the learned model's 0.5, else the score boundary."""
+    qs = PhotoTag.objects.filter(tag=tag, state=State.SUGGESTED).select_related("photo")
+    if LearnedTag.objects.filter(tag=tag).exists():
+        uncertainty = Abs(F("learned") - 0.5)
+    else:
+        uncertainty = Abs(F("score") - settings.TAG_REVIEW_BOUNDARY)
+    return list(qs.order_by(uncertainty.asc(nulls_last=True), "photo_id")[:limit])
+
+
+def next_tag(after: Tag | None = None) -> Tag | None:
+    """The next tag (by path) with suggestions waiting, wrapping around."""
+    waiting = Tag.objects.filter(Exists(PhotoTag.objects.filter(tag=OuterRef("pk"), state=State.SUGGESTED)))
+    if after is not None:
+        found = waiting.filter(path__gt=after.path).order_by("path").first()
+        if found is not None:
+            return found
+    return waiting.order_by("path").first()
+
+
+def _bulk_rows(tag: Tag, accept: bool, threshold: float):
+    rows = PhotoTag.objects.filter(tag=tag, state=State.SUGGESTED, score__isnull=False)
+    return rows.filter(score__gte=threshold) if accept else rows.filter(score__lt=threshold)
+
+
+def bulk_preview(tag: Tag, accept: bool, threshold: float) -> int:
+    """How many photos "accept above / reject below ``threshold``" would change."""
+    return _bulk_rows(tag, accept, threshold).count()
+
+
+def bulk(tag: Tag, accept: bool, threshold: float, *, by=None) -> int:
+    ids = list(_bulk_rows(tag, accept, threshold).values_list("photo_id", flat=True))
+    return tags.decide(tag, ids, accept, by=by)
+
+
+def next_photo(after: int = 0) -> int | None:
+    """The next photo (by id) with tags waiting for a decision, wrapping around."""
+    waiting = PhotoTag.objects.filter(state=State.SUGGESTED).order_by("photo_id")
+    found = waiting.filter(photo_id__gt=after).values_list("photo_id", flat=True).first()
+    return found if found is not None else waiting.values_list("photo_id", flat=True).first()
