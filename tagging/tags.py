@@ -364,6 +364,25 @@ def photo_tags(photo: Photo) -> list[PhotoTag]:
                                          pt.tag.path.casefold()))
 
 
+def shown_captions(photo_ids: Iterable[int]) -> dict[int, str]:
+    """The caption each photo shows: the owner's, else the newest model caption ("" for none)."""
+    from tagging.models import Caption
+
+    ids = list(photo_ids)
+    owner = dict(OwnerCaption.objects.filter(photo_id__in=ids).values_list("photo_id", "caption"))
+    model = dict(Caption.objects.filter(photo_id__in=ids).order_by("photo_id", "-created_at")
+                 .distinct("photo_id").values_list("photo_id", "caption"))
+    return {pk: owner.get(pk) or model.get(pk, "") for pk in ids}
+
+
+def accepted_paths(photo_ids: Iterable[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for pk, path in (PhotoTag.objects.filter(photo_id__in=list(photo_ids), state=State.ACCEPTED)
+                     .order_by("tag__path").values_list("photo_id", "tag__path")):
+        out.setdefault(pk, []).append(path)
+    return out
+
+
 def matching(text: str) -> list[int]:
     """Ids of the tags a ``tag:`` filter means: the named tag(s) and all below them."""
     parts = parse_path(text)

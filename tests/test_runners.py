@@ -79,3 +79,24 @@ def test_a_photo_without_a_capture_time_gives_the_model_no_date(photos):
     assert runners.photo_context(photo).taken_at is None
     photo.taken_at_source = "exif:DateTimeOriginal"
     assert runners.photo_context(photo).taken_at is not None
+
+
+def test_decisions_and_the_owners_caption_survive_reprocessing_the_captions(photos, server):
+    from tagging import tags
+    from tagging.models import OwnerCaption, PhotoTag
+
+    engine.run_pending(runners.CAPTION)
+    photo = photos[0]
+    tags.decide(tags.find("dog"), [photo.pk], True)
+    tags.decide(tags.find("sea"), [photo.pk], False)
+    tags.set_owner_caption(photo, "Rex and the North Sea")
+    server.default = caption_reply(json.dumps({"caption": "A cat by the water.", "tags": ["cat", "sea"]}))
+
+    assert engine.reprocess(runners.CAPTION) == 3
+    engine.run_pending(runners.CAPTION)
+    got = dict(PhotoTag.objects.filter(photo=photo).values_list("tag__path", "state"))
+    assert got["dog"] == "accepted", "an accepted tag is never dropped"
+    assert got["sea"] == "rejected", "a rejected tag never comes back"
+    assert got["cat"] == "suggested" and "beach" not in got, "the old run's undecided suggestions go"
+    assert OwnerCaption.objects.get(photo=photo).caption == "Rex and the North Sea"
+    assert Caption.objects.get(photo=photo).caption == "A cat by the water."

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from tagging import documents, search, tags
 from tagging.models import Caption, OwnerCaption, PhotoTag, Tag, TagAlias, TagDecision
@@ -159,6 +162,9 @@ def test_the_owners_caption_wins_on_the_page_in_search_and_survives_re_runs(phot
     documents.refresh([photo.pk])
     assert OwnerCaption.objects.get(photo=photo).caption == "Rex asleep after the marathon"
     assert {r.photo.pk for r in search.search("marathon").results} == {photo.pk}
+    out = StringIO()
+    call_command("search", "marathon", "--json", stdout=out)
+    assert json.loads(out.getvalue())["results"][0]["caption"] == "Rex asleep after the marathon"
     staff_client.post(f"/photos/{photo.pk}/caption/", {"caption": "  "})
     assert not OwnerCaption.objects.filter(photo=photo).exists(), "an empty caption gives the model's back"
 

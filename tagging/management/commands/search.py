@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from tagging import tags
 from tagging.search import search
 
 
@@ -16,6 +17,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         response = search(options["query"], limit=options["limit"], include_weak=options["more"])
+        ids = [r.photo.pk for r in response.results]
+        captions, accepted = tags.shown_captions(ids), tags.accepted_paths(ids)
         rows = [
             {
                 "photo_id": r.photo.pk,
@@ -24,6 +27,8 @@ class Command(BaseCommand):
                 "weak": r.weak,
                 "taken_at": r.photo.local_taken_at.isoformat(),
                 "path": next((f.relpath for f in r.photo.present_files()), ""),
+                "caption": captions[r.photo.pk],
+                "tags": accepted.get(r.photo.pk, []),
             }
             for r in response.results
         ]
