@@ -49,6 +49,8 @@ bench: install-test system-deps
 	$(BIN)/python bench/caption_bench.py --model-arch smolvlm-500m --photos 4 --batch 4
 	$(BIN)/python bench/search_bench.py
 	$(BIN)/python bench/grid_bench.py
+	$(BIN)/python bench/review_bench.py
+	$(BIN)/python bench/vocabulary_bench.py
 
 clean-data:
 	-$(BIN)/python manage.py shoebox_db stop

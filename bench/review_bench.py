@@ -88,8 +88,14 @@ def main() -> None:
 
         from tagging.models import PhotoTag, Tag
 
+        from django.conf import settings
+        from django.test.utils import override_settings
+
+        # Pages link their CSS by the collected manifest in production; here, as in tests, without one.
+        override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
         staff = get_user_model().objects.create_user("bench", password="bench-password-1", is_staff=True)
-        client = Client()
+        client = Client(HTTP_HOST="127.0.0.1")  # an allowed host, as the browser sends
         client.force_login(staff)
         big = Tag.objects.get(pk=1)
         middle = Tag.objects.get(pk=args.tags // 10)

@@ -89,9 +89,10 @@ class GridPage:
     query: str
 
 
-def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | None = None) -> GridPage:
+def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | None = None, base=None) -> GridPage:
+    """One page of the grid; ``base`` narrows it first (a tag's photos, say: any Photo queryset)."""
     size = size or settings.GALLERY_PAGE_SIZE
-    qs = filters.apply(Photo.objects.visible())
+    qs = filters.apply(Photo.objects.visible() if base is None else base)
     if cursor:
         taken_at, pk = decode_cursor(cursor)
         qs = qs.before(taken_at, pk)

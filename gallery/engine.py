@@ -89,6 +89,8 @@ def ensure_rows(photo_ids: Iterable[int] | None = None) -> int:
     added = 0
     ids = None if photo_ids is None else list(photo_ids)
     for spec in stages.ordered():
+        if spec.on_demand:
+            continue
         photos = Photo.objects.filter(status=Photo.Status.OK).exclude(stages__stage=spec.name)
         if ids is not None:
             photos = photos.filter(pk__in=ids)
@@ -102,6 +104,8 @@ def ensure_rows(photo_ids: Iterable[int] | None = None) -> int:
 def follow_model_change(stage: str | StageSpec) -> int:
     """Rows made for another model than the configured one are to be done again."""
     spec = _spec(stage)
+    if spec.on_demand:
+        return 0
     model = spec.model()
     other = PhotoStage.objects.filter(stage=spec.name).exclude(model=model)
     other.filter(state=State.BLOCKED).update(model=model)  # still blocked, but for the new model once free
@@ -114,7 +118,8 @@ def prepare() -> None:
     """Rows for every photo and stage, following model changes: before queueing everything."""
     ensure_rows()
     for spec in stages.ordered():
-        follow_model_change(spec)
+        if not spec.on_demand:
+            follow_model_change(spec)
 
 
 def start_over(photo_ids: Iterable[int]) -> int:

@@ -20,9 +20,13 @@ description and rating win; for everything else it only fills gaps.
 
 Capture time, best first: EXIF DateTimeOriginal, EXIF DateTimeDigitized, XMP
 exif:DateTimeOriginal, photoshop:DateCreated, exif:DateTimeDigitized, xmp:CreateDate, IPTC
-DateCreated, the same XMP properties in a sidecar, EXIF DateTime (the last modification), a
-date in the file name, then the file's mtime. Unusable values are recorded in
-``extra["warnings"]`` and the next candidate is used.
+DateCreated (never TimeCreated alone), the same XMP properties in a sidecar, the EXIF GPS
+time (GPSDateStamp + GPSTimeStamp, UTC), EXIF DateTime (the last modification), a date in
+the file name, then the file's mtime. Sub-seconds (SubSecTime*, XMP fractions, GPS seconds)
+are kept. Unusable values are recorded in ``extra["warnings"]`` and the next candidate is
+used. The time is then placed in a time zone (``_place_in_time_zone``): a stated offset
+wins; otherwise the zone at the GPS position, looked up offline with tzfpy; otherwise it
+stays floating. ``capture_instant()`` turns the result into the true instant.
 
 Robustness contract: a damaged or hostile block becomes a warning in ``extra["warnings"]``;
 ``read_metadata`` raises only ``OSError`` and only when the file itself cannot be read.
@@ -39,9 +43,11 @@ import stat
 import struct
 import zlib
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import exifread
 from defusedxml import DefusedXmlException
@@ -56,6 +62,7 @@ class TakenFrom:
     ``xmp:DateCreated`` …); these are the fall-backs, weakest last.
     """
 
+    GPS_TIME = "exif:GPSDateStamp"  # GPSDateStamp + GPSTimeStamp: the satellite clock, UTC
     FILENAME = "filename"  # IMG_20230704_…, 2023-07-04 12.00.00.jpg …
     FILE_MTIME = "file mtime"  # the file's modification time: a guess, not a capture time
 
@@ -63,6 +70,19 @@ class TakenFrom:
     def is_capture_time(cls, source: str) -> bool:
         """Whether ``source`` says when the photo was taken (anything but the file's mtime)."""
         return bool(source) and source != cls.FILE_MTIME
+
+
+class ZoneFrom:
+    """How the time zone of a capture time is known (``taken_at_zone_source``)."""
+
+    OFFSET = "offset"  # the file stated the offset with the time (or the time is a UTC clock)
+    GPS = "gps"  # the time zone at the photo's GPS position (``taken_at_zone``)
+    NONE = ""  # floating: the camera's wall clock, zone unknown
+
+
+# Times read on a UTC clock: their "+00:00" says how to read the clock, not where the
+# photo was taken, so a GPS position may still say which zone to show them in.
+_UTC_CLOCKS = (TakenFrom.GPS_TIME, TakenFrom.FILE_MTIME)
 
 
 @dataclass
@@ -77,9 +97,11 @@ class PhotoMetadata:
     (HEIF: the orientation pillow-heif already applied to the pixels).
     """
 
-    taken_at: datetime | None = None  # naive wall-clock time as the camera recorded it
-    taken_at_offset: str = ""  # "+02:00" as the file states it; "+00:00" for the mtime fallback (UTC)
+    taken_at: datetime | None = None  # naive wall-clock time as the camera recorded it (UTC for GPS and mtime)
+    taken_at_offset: str = ""  # "+02:00" as the file states it; "+00:00" for GPS time and the mtime fallback (UTC)
     taken_at_source: str = ""  # "exif:DateTimeOriginal", "xmp:DateCreated", TakenFrom.FILENAME, TakenFrom.FILE_MTIME …
+    taken_at_zone: str = ""  # IANA name at the GPS position ("America/Chicago") when it applies
+    taken_at_zone_source: str = ZoneFrom.NONE  # a ZoneFrom: how the offset of taken_at is known
     camera_make: str = ""
     camera_model: str = ""
     lens: str = ""
@@ -159,6 +181,7 @@ _TAGS_READ = (
     _SUBSEC_TIME_ORIGINAL, _SUBSEC_TIME_DIGITIZED, _LENS_MODEL,
 )  # fmt: skip
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3, 4, 5, 6
+_GPS_TIME_STAMP, _GPS_DATE_STAMP = 7, 29
 
 # Photoshop image resources and IPTC-IIM datasets (record 2).
 _PS_IPTC, _PS_IPTC_DIGEST = 0x0404, 0x0425
@@ -256,6 +279,7 @@ def read_metadata(path, image: Image.Image | None = None, *, mtime: float | None
     meta = _merge(exif=exif, iptc=iptc, xmp=xmp, sidecars=sidecars, iptc_changed=iptc_changed)
     if meta.taken_at is None:
         _fall_back_to_file_dates(meta, path, mtime, log)
+    _place_in_time_zone(meta, log)
     meta.extra = _json_safe({**meta.extra, **log.found, **log.notes, "warnings": log.warnings})
     return meta
 
@@ -352,6 +376,61 @@ def utc_offset(text) -> str:
     if hours > 14 or minutes >= 60 or (hours == 14 and minutes):
         return ""
     return f"{match[1]}{hours:02d}:{minutes:02d}"
+
+
+def offset_delta(offset: str) -> timedelta:
+    """The ``timedelta`` of a normalised "+HH:MM" offset (as ``utc_offset`` returns it)."""
+    sign = -1 if offset.startswith("-") else 1
+    hours, minutes = offset[1:].split(":")
+    return sign * timedelta(hours=int(hours), minutes=int(minutes))
+
+
+def format_offset(delta: timedelta) -> str:
+    """"+HH:MM" for a UTC offset (seconds, which only pre-1970 local mean times have, dropped)."""
+    sign = "-" if delta < timedelta(0) else "+"
+    minutes = int(abs(delta).total_seconds()) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@lru_cache(maxsize=1024)
+def time_zone(name: str) -> ZoneInfo | None:
+    """The ``ZoneInfo`` called ``name``, or None when this system's tz database lacks it."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def zone_at(latitude: float, longitude: float) -> str:
+    """The IANA time zone at a position, offline (tzfpy; "Etc/GMT+5" and the like at sea)."""
+    from tzfpy import get_tz  # its polygon index is built on the first call (~0.1 s)
+
+    return get_tz(longitude, latitude) or ""
+
+
+def capture_instant(when: datetime, offset: str = "", zone: str = "") -> tuple[datetime, str]:
+    """A capture time as an aware UTC instant and the UTC offset of its wall clock there.
+
+    ``when`` is naive, as in ``PhotoMetadata``. A stated ``offset`` gives the instant (for a
+    UTC clock "+00:00"); without one the wall clock is read in ``zone``, with the offset in
+    force at that wall time on that date (daylight saving included; a time repeated when
+    the clocks go back is the first one, a time skipped when they go forward is read with
+    the offset before the change). Either way the returned offset is the zone's at that
+    instant when ``zone`` is known. With neither the time is floating: stored as if UTC,
+    and the offset returned is "".
+    """
+    tz = time_zone(zone)
+    if offset:
+        instant = (when - offset_delta(offset)).replace(tzinfo=timezone.utc)
+    elif tz is not None:
+        instant = when.replace(tzinfo=tz).astimezone(timezone.utc)
+    else:
+        return when.replace(tzinfo=timezone.utc), ""
+    if tz is not None:
+        offset = format_offset(instant.astimezone(tz).utcoffset())
+    return instant, offset
 
 
 def date_from_filename(name) -> tuple[datetime, bool] | None:
@@ -787,6 +866,8 @@ def _exif_facts(ifd0: dict, exif: dict, gps: dict, log: _Log) -> _Facts:
         )
         if (date := _date(source, get(tag), get(subsec), get(offset), log)) is not None
     ]
+    if (date := _gps_date(gps, log)) is not None:
+        facts["dates"].append(date)
     _exif_gps(gps, facts, log)
     return facts
 
@@ -803,6 +884,31 @@ def _exif_gps(gps: dict, facts: _Facts, log: _Log) -> None:
             log.warn("EXIF GPS altitude is unreadable")
         else:
             facts["altitude"] = -abs(altitude) if _scalar(gps.get(_GPS_ALT_REF)) == 1 else altitude
+
+
+def _gps_date(gps: dict, log: _Log) -> _Date | None:
+    """GPSDateStamp + GPSTimeStamp: when the position was fixed, on the satellites' UTC clock.
+
+    Either alone is no date. Fractions of a second are kept (to the microsecond).
+    """
+    day, clock = _tag_text(gps.get(_GPS_DATE_STAMP)), gps.get(_GPS_TIME_STAMP)
+    if not day or clock is None:
+        return None
+    parts = [_number(part) for part in (clock if isinstance(clock, (list, tuple)) else [clock])]
+    parsed = exif_datetime(day) if re.fullmatch(r"\d{4}[:-]\d{2}[:-]\d{2}", day) else None
+    if (
+        parsed is None
+        or len(parts) != 3
+        or any(part is None or part < 0 for part in parts)
+        or parts[0] >= 24
+        or parts[1] >= 60
+        or parts[2] >= 61  # 60: a leap second
+    ):
+        log.warn(f"{TakenFrom.GPS_TIME} is not a usable date: {day!r} {clock!r}")
+        return None
+    hours, minutes, seconds = parts
+    when = parsed[0] + timedelta(microseconds=round((hours * 3600 + minutes * 60 + seconds) * 1_000_000))
+    return _Date(TakenFrom.GPS_TIME, when, "+00:00", False)
 
 
 def _set_position(facts: _Facts, latitude, longitude, block: str, log: _Log) -> None:
@@ -1128,6 +1234,7 @@ _DATE_PRECEDENCE = (
     "sidecar:DateCreated",
     "sidecar:DateTimeDigitized",
     "sidecar:CreateDate",
+    TakenFrom.GPS_TIME,  # a fix, not the shutter: after every capture date, before a modification time
     "exif:DateTime",
 )
 
@@ -1250,6 +1357,35 @@ def _fall_back_to_file_dates(meta: PhotoMetadata, path, mtime: float | None, log
         log.warn(f"file mtime is not a usable time: {mtime!r}")
         return
     meta.taken_at_offset, meta.taken_at_source = "+00:00", TakenFrom.FILE_MTIME
+
+
+def _place_in_time_zone(meta: PhotoMetadata, log: _Log) -> None:
+    """Set ``taken_at_zone`` and ``taken_at_zone_source`` for the capture time.
+
+    A stated offset wins; the zone at the GPS position is then recorded as its name only
+    when its offset at that instant agrees. A UTC clock (GPS time, file mtime) and a naive
+    wall clock are placed in the zone at the GPS position. Without either the capture
+    time stays floating.
+    """
+    if meta.taken_at is None:
+        return
+    zone = ""
+    # (A file time far outside the years a date may have is left in UTC: no zone reaches there.)
+    if meta.latitude is not None and meta.longitude is not None and meta.taken_at.year in _YEAR_RANGE:
+        zone = zone_at(meta.latitude, meta.longitude)
+        if zone and time_zone(zone) is None:
+            log.warn(f"time zone {zone!r} at the GPS position is not in this system's tz database; ignored")
+            zone = ""
+    tz = time_zone(zone)
+    if meta.taken_at_offset and meta.taken_at_source not in _UTC_CLOCKS:
+        meta.taken_at_zone_source = ZoneFrom.OFFSET
+        instant, _ = capture_instant(meta.taken_at, meta.taken_at_offset)
+        if tz is not None and instant.astimezone(tz).utcoffset() == offset_delta(meta.taken_at_offset):
+            meta.taken_at_zone = zone
+    elif zone:
+        meta.taken_at_zone, meta.taken_at_zone_source = zone, ZoneFrom.GPS
+    elif meta.taken_at_offset:
+        meta.taken_at_zone_source = ZoneFrom.OFFSET
 
 
 # --------------------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone as djtz
 
-from gallery.metadata import TakenFrom
+from gallery.metadata import TakenFrom, format_offset, offset_delta, time_zone
 
 
 class Library(models.Model):
@@ -115,12 +115,15 @@ class Photo(models.Model):
     orientation = models.PositiveSmallIntegerField(default=1)
     frames = models.PositiveIntegerField(default=1)
 
-    # Capture time. Naive camera clocks are stored as if UTC ("floating"),
-    # so the wall-clock time shown is always the one the camera recorded;
-    # taken_at_offset is set when the file says which offset it was.
+    # Capture time: the true instant when the file states an offset or the GPS position
+    # gives the time zone; otherwise the camera's naive clock stored as if UTC ("floating").
+    # taken_at_offset is the UTC offset of the camera's wall clock ("" when floating), as the
+    # file states it or (taken_at_zone_source "gps") as taken_at_zone had it at that instant.
     taken_at = models.DateTimeField()
     taken_at_offset = models.CharField(max_length=6, blank=True)  # "+02:00"
     taken_at_source = models.CharField(max_length=40)  # exif:DateTimeOriginal, xmp:…, or a metadata.TakenFrom
+    taken_at_zone = models.CharField(max_length=64, blank=True)  # IANA name, "America/Chicago"
+    taken_at_zone_source = models.CharField(max_length=10, blank=True)  # a metadata.ZoneFrom
 
     camera_make = models.CharField(max_length=100, blank=True)
     camera_model = models.CharField(max_length=100, blank=True)
@@ -164,13 +167,36 @@ class Photo(models.Model):
 
     @property
     def local_taken_at(self):
-        """Capture time as the camera's wall clock (in its own offset when known)."""
+        """Capture time as the camera's wall clock: in its time zone when known, else in its
+        UTC offset, else floating (UTC)."""
+        zone = self._capture_zone()
+        if zone is not None:
+            return self.taken_at.astimezone(zone)
         if self.taken_at_offset:
-            sign = -1 if self.taken_at_offset.startswith("-") else 1
-            hours, minutes = self.taken_at_offset[1:].split(":")
-            tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
-            return self.taken_at.astimezone(tz)
+            return self.taken_at.astimezone(timezone(offset_delta(self.taken_at_offset)))
         return self.taken_at.astimezone(timezone.utc)
+
+    @property
+    def taken_at_zone_abbreviation(self) -> str:
+        """The zone's abbreviation at the capture instant ("CDT", "ACST"), "" without a zone.
+
+        Where the tz database has no letters for a zone (it writes "+04" or "-0930"), the
+        offset is spelt out: "UTC+04:00".
+        """
+        zone = self._capture_zone()
+        if zone is None:
+            return ""
+        local = self.taken_at.astimezone(zone)
+        name = local.tzname() or ""
+        return name if name[:1].isalpha() else f"UTC{format_offset(local.utcoffset())}"
+
+    def _capture_zone(self):
+        """The ZoneInfo of ``taken_at_zone``, or None. Pages that load only ``taken_at`` and
+        ``taken_at_offset`` (the grid) get the same wall clock from the offset, without a
+        query per photo for the deferred zone."""
+        if "taken_at_zone" in self.get_deferred_fields():
+            return None
+        return time_zone(self.taken_at_zone)
 
     @property
     def has_capture_time(self) -> bool:

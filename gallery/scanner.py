@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import transaction
@@ -231,12 +231,9 @@ def _photo_fields(r: _Read) -> dict:
     info, meta = r.info, r.meta
     swap = meta.orientation in (5, 6, 7, 8)
     taken = meta.taken_at or datetime.fromtimestamp(r.entry.mtime_ns / 1e9, tz=timezone.utc).replace(tzinfo=None)
-    taken_at = taken.replace(tzinfo=timezone.utc)
-    if meta.taken_at_offset:
-        # The wall clock is local to the stated offset: store the true instant.
-        sign = -1 if meta.taken_at_offset.startswith("-") else 1
-        hh, mm = meta.taken_at_offset[1:].split(":")
-        taken_at = taken_at - sign * timedelta(hours=int(hh), minutes=int(mm))
+    # The true instant when the offset or the zone is known (floating otherwise), and the
+    # offset of the wall clock shown, which the zone at the GPS position may supply.
+    taken_at, offset = metadata.capture_instant(taken, meta.taken_at_offset, meta.taken_at_zone)
     return dict(
         content_hash=r.content_hash,
         file_size=r.entry.size,
@@ -247,8 +244,10 @@ def _photo_fields(r: _Read) -> dict:
         orientation=meta.orientation,
         frames=info.frames,
         taken_at=taken_at,
-        taken_at_offset=meta.taken_at_offset,
+        taken_at_offset=offset,
         taken_at_source=meta.taken_at_source or metadata.TakenFrom.FILE_MTIME,
+        taken_at_zone=meta.taken_at_zone,
+        taken_at_zone_source=meta.taken_at_zone_source,
         camera_make=meta.camera_make[:100],
         camera_model=meta.camera_model[:100],
         lens=meta.lens[:200],

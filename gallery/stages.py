@@ -64,6 +64,9 @@ class StageSpec:
     check_model: Callable[[str], str] = _any_model
     outputs: Callable[[str], object] = _no_outputs
     timeout: Callable[[], int] | None = None
+    # Run only for the photos someone asks for (metadata export): no row is made for every photo,
+    # and ``model`` carries the request's options rather than a configured model.
+    on_demand: bool = False
 
     @property
     def title(self) -> str:

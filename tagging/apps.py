@@ -7,9 +7,10 @@ class TaggingConfig(AppConfig):
 
     def ready(self):
         from gallery import scans
-        from tagging import documents, runners, tags
+        from tagging import documents, export_jobs, runners, tags
 
         runners.register()  # embedding, caption, tag scores: after thumbnails, cheap first
+        export_jobs.register()  # on demand: only for the photos the owner exports
         # Keywords in the files become accepted tags, then the search documents are rebuilt.
         scans.AFTER_SCAN.append(tags.import_file_keywords)
         scans.AFTER_SCAN.append(documents.refresh)

@@ -222,8 +222,10 @@ class PhotoTag(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["photo", "tag"], name="phototag_unique")]
         indexes = [
-            # Review by tag: a tag's suggestions in score order; counts per tag and state.
+            # Review by tag: a tag's suggestions nearest a score; counts per tag and state.
             models.Index(fields=["tag", "state", "score"], name="phototag_tag_state_score"),
+            # The same once the tag has a learned model: nearest probability 0.5.
+            models.Index(fields=["tag", "state", "learned"], name="phototag_tag_state_learned"),
             # The photo page and review by photo: a photo's tags by state.
             models.Index(fields=["photo", "state"], name="phototag_photo_state"),
         ]

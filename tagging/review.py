@@ -10,8 +10,7 @@ or (photo, state), so answers stay fast with a million suggestions
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef
-from django.db.models.functions import Abs
+from django.db.models import Count, Exists, OuterRef
 
 from tagging import tags
 from tagging.models import LearnedTag, PhotoTag, Tag
@@ -28,25 +27,36 @@ def tag_queue(limit: int = 200) -> list[dict]:
     return [{"tag": by_id[r["tag_id"]], "pending": r["n"]} for r in rows if r["tag_id"] in by_id]
 
 
-def pending(tag: Tag) -> int:
-    return PhotoTag.objects.filter(tag=tag, state=State.SUGGESTED).count()
+def counts_by_tag() -> dict[tuple[int, str], int]:
+    """{(tag id, state): photos} for every tag (the tag list): one index-only pass over all links."""
+    rows = PhotoTag.objects.values_list("tag_id", "state").annotate(n=Count("tag_id")).order_by()
+    return {(tag_id, state): n for tag_id, state, n in rows}
 
 
 def decided(tag: Tag) -> dict[str, int]:
-    rows = PhotoTag.objects.filter(tag=tag).values("state").annotate(n=Count("id")).order_by()
+    """{state: photos} for one tag (an index-only scan of its rows)."""
+    rows = PhotoTag.objects.filter(tag=tag).values("state").annotate(n=Count("tag_id")).order_by()
     counts = {state: 0 for state in State.values}
     counts.update({r["state"]: r["n"] for r in rows})
     return counts
 
 
 def suggestions(tag: Tag, *, limit: int = PAGE) -> list[PhotoTag]:
-    """The tag's suggestions, least certain first: nearest the learned model's 0.5, else the score boundary."""
+    """The tag's suggestions, least certain first: nearest the learned model's 0.5, else the score boundary.
+
+    "Nearest a value" is two short index range scans, one each side of it,
+    merged here, rather than a sort of all the tag's suggestions (tens of
+    thousands for a common tag): bench/review_bench.py.
+    """
+    field, boundary = ("learned", 0.5) if LearnedTag.objects.filter(tag=tag).exists() else (
+        "score", settings.TAG_REVIEW_BOUNDARY)
     qs = PhotoTag.objects.filter(tag=tag, state=State.SUGGESTED).select_related("photo")
-    if LearnedTag.objects.filter(tag=tag).exists():
-        uncertainty = Abs(F("learned") - 0.5)
-    else:
-        uncertainty = Abs(F("score") - settings.TAG_REVIEW_BOUNDARY)
-    return list(qs.order_by(uncertainty.asc(nulls_last=True), "photo_id")[:limit])
+    above = list(qs.filter(**{f"{field}__gte": boundary}).order_by(field, "photo_id")[:limit])
+    below = list(qs.filter(**{f"{field}__lt": boundary}).order_by(f"-{field}", "photo_id")[:limit])
+    near = sorted(above + below, key=lambda pt: (abs(getattr(pt, field) - boundary), pt.photo_id))[:limit]
+    if len(near) < limit:  # not scored yet: after the scored ones
+        near += list(qs.filter(**{f"{field}__isnull": True}).order_by("photo_id")[: limit - len(near)])
+    return near
 
 
 def next_tag(after: Tag | None = None) -> Tag | None:

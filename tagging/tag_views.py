@@ -13,7 +13,7 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -63,23 +63,28 @@ def _ids(values) -> list[int]:
 @login_required
 @require_GET
 def tag_list(request):
-    counts = dict(PhotoTag.objects.filter(state=PhotoTag.State.ACCEPTED).values_list("tag_id")
-                  .annotate(n=Count("id")).order_by())
-    pending = {row["tag"].pk: row["pending"] for row in review.tag_queue(limit=10_000)}
-    rows = [{"tag": t, "count": counts.get(t.pk, 0), "pending": pending.get(t.pk, 0)} for t in Tag.objects.all()]
+    counts = review.counts_by_tag()  # one pass over the links for both columns
+    rows = [{"tag": t, "count": counts.get((t.pk, PhotoTag.State.ACCEPTED), 0),
+             "pending": counts.get((t.pk, PhotoTag.State.SUGGESTED), 0)} for t in Tag.objects.all()]
     return render(request, "tagging/tags.html", {"rows": rows})
 
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def tag_detail(request, path: str):
     tag = get_object_or_404(Tag, path__iexact=path.strip("/"))
-    filters = browse.GridFilters()
-    photos = (Photo.objects.visible().filter(photo_tags__state=PhotoTag.State.ACCEPTED,
-                                             photo_tags__tag__in=tags.subtree(tag))
-              .distinct().order_by("-taken_at", "-id")[:600])
+    tagged = Photo.objects.visible().filter(Exists(PhotoTag.objects.filter(
+        photo=OuterRef("pk"), state=PhotoTag.State.ACCEPTED, tag__in=tags.subtree(tag))))
+    try:
+        page = browse.grid_page(browse.GridFilters(), cursor=request.GET.get("after"), base=tagged)
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400)
+    more_url = reverse("tag_detail", args=[tag.path])
+    if request.htmx and request.GET.get("after"):
+        return render(request, "gallery/grid.html#tiles", {"page": page, "more_url": more_url})
     context = {
-        "tag": tag, "photos": photos, "filters": filters,
+        "tag": tag, "page": page, "more_url": more_url,
         "counts": review.decided(tag), "learned": LearnedTag.objects.filter(tag=tag).first(),
         "aliases": tag.aliases.order_by("alias"), "children": tag.children.order_by("name"),
     }
@@ -204,9 +209,10 @@ def review_index(request):
 
 
 def _review_tag_context(request, tag: Tag) -> dict:
+    counts = review.decided(tag)
     return {
-        "tag": tag, "suggestions": review.suggestions(tag), "pending": review.pending(tag),
-        "counts": review.decided(tag), "next": review.next_tag(tag),
+        "tag": tag, "suggestions": review.suggestions(tag), "pending": counts[PhotoTag.State.SUGGESTED],
+        "counts": counts, "next": review.next_tag(tag),
         "learned": LearnedTag.objects.filter(tag=tag).first(),
         "can_undo": tags.can_undo(request.user),
     }
@@ -294,3 +300,54 @@ def review_photo(request, pk: int):
     context = photo_tags_context(photo, standalone=True)
     context["next_url"] = f"{reverse('review_next_photo')}?after={photo.pk}"
     return render(request, "tagging/review_photo.html", context)
+
+
+# -- exporting metadata to the files ------------------------------------------------------------
+
+
+def _export_options(request):
+    from tagging import export_jobs
+
+    return export_jobs.ExportOptions(embedded=request.POST.get("mode") == "embedded",
+                                     naming=request.POST.get("naming") or "darktable")
+
+
+@staff_required
+@require_POST
+def photo_export(request, pk: int):
+    """Preview (dry run, here and now) or queue the export of one photo's metadata."""
+    from tagging import export_jobs
+
+    photo = get_object_or_404(Photo, pk=pk)
+    try:
+        options = _export_options(request)
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400)
+    if request.POST.get("preview"):
+        results = export_jobs.export_photo(photo, options, dry_run=True)
+        return render(request, "tagging/partials/export_preview.html", {"results": results, "options": options})
+    queued = export_jobs.queue([photo.pk], options)
+    message = ("Export queued: the worker writes it; progress and any failure are on the Jobs page."
+               if queued else "An export of this photo is already under way.")
+    if request.htmx:
+        return HttpResponse(f'<p class="notice">{message}</p>')
+    messages.success(request, message)
+    return redirect("photo_detail", pk=photo.pk)
+
+
+@staff_required
+@require_POST
+def tag_export(request, pk: int):
+    """Queue the export of every photo with this tag (or a tag below it)."""
+    from tagging import export_jobs
+
+    tag = get_object_or_404(Tag, pk=pk)
+    try:
+        options = _export_options(request)
+        ids = list(export_jobs.select(tag=tag.path).values_list("pk", flat=True))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("tag_detail", path=tag.path)
+    queued = export_jobs.queue(ids, options)
+    messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
+    return redirect("tag_detail", path=tag.path)

@@ -29,6 +29,7 @@ from PIL.TiffImagePlugin import IFDRational
 from gallery.metadata import (
     PhotoMetadata,
     XmpError,
+    capture_instant,
     date_from_filename,
     exif_datetime,
     find_sidecars,
@@ -300,6 +301,37 @@ def test_iptc_date_created_is_used_when_nothing_better_exists(corpus):
     meta = read(corpus / "xmp_iptc__iptc_keywords_caption_city.jpg")
     assert (meta.taken_at, meta.taken_at_source) == (datetime(2004, 2, 26), "iptc:DateCreated")
     assert meta.extra["taken_at_date_only"] is True
+
+
+@pytest.mark.parametrize("with_pillow", [True, False], ids=["pillow", "exifread"])
+def test_the_gps_clock_is_a_utc_date_with_its_fraction_of_a_second(tmp_path, with_pillow):
+    gps = {29: "2008:10:23", 7: (IFDRational(14, 1), IFDRational(27, 1), IFDRational(181, 25))}
+    meta = read(jpeg(tmp_path / "gps_time.jpg", exif=exif_with(gps=gps)), mtime=0.0, with_pillow=with_pillow)
+    assert (meta.taken_at, meta.taken_at_offset) == (datetime(2008, 10, 23, 14, 27, 7, 240000), "+00:00")
+    assert (meta.taken_at_source, meta.taken_at_zone_source) == ("exif:GPSDateStamp", "offset")
+
+
+@pytest.mark.parametrize(
+    "gps",
+    [
+        {29: "2008:10:23", 7: (25.0, 0.0, 0.0)},  # no 25 o'clock
+        {29: "2008:10", 7: (14.0, 27.0, 7.0)},  # not a whole date
+        {29: "2008:10:23", 7: (14.0, 27.0)},  # not h, m, s
+        {29: "0000:00:00", 7: (0.0, 0.0, 0.0)},  # a receiver without a fix
+    ],
+)
+def test_an_unusable_gps_clock_is_warned_about_and_not_used(tmp_path, gps):
+    meta = read(jpeg(tmp_path / "gps_time.jpg", exif=exif_with(gps=gps)), mtime=0.0)
+    assert meta.taken_at_source == "file mtime"
+    assert any("GPSDateStamp is not a usable date" in w for w in meta.extra["warnings"])
+
+
+def test_a_file_time_at_the_end_of_the_calendar_is_not_placed_in_a_zone(tmp_path):
+    gps = {1: "N", 2: (35.0, 41.0, 0.0), 3: "E", 4: (139.0, 41.0, 0.0)}  # Tokyo: +09:00 would be year 10000
+    meta = read(jpeg(tmp_path / "far_future.jpg", exif=exif_with(gps=gps)), mtime=253_402_300_799.0)
+    assert (meta.taken_at, meta.taken_at_source) == (datetime(9999, 12, 31, 23, 59, 59), "file mtime")
+    assert (meta.taken_at_zone, meta.taken_at_zone_source) == ("", "offset")
+    assert capture_instant(meta.taken_at, meta.taken_at_offset, meta.taken_at_zone)[1] == "+00:00"
 
 
 # --------------------------------------------------------------------------------------

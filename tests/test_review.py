@@ -103,6 +103,21 @@ def test_tag_pages_list_tags_and_show_their_photos(viewer_client, library):
     assert viewer_client.get("/tags/No/Such/").status_code == 404
 
 
+def test_a_tags_page_is_the_same_paged_grid_as_the_library(viewer_client, library, settings):
+    settings.GALLERY_PAGE_SIZE = 4
+    made = [make_photo(library, f"b{i}.jpg", taken=datetime(2020, 1, 1 + i, tzinfo=timezone.utc), keywords=["beach"])
+            for i in range(10)]
+    tags.import_file_keywords([p.pk for p in made])
+    html = viewer_client.get("/tags/beach/").content.decode()
+    seen = [int(x) for x in re.findall(r'data-photo="(\d+)"', html)]
+    while m := re.search(r'hx-get="(/tags/beach/\?after=[\d_]+)"', html):
+        html = viewer_client.get(m.group(1), **HTMX).content.decode()
+        assert "<html" not in html
+        seen += [int(x) for x in re.findall(r'data-photo="(\d+)"', html)]
+    assert seen == [p.pk for p in reversed(made)]
+    assert viewer_client.get("/tags/beach/?after=garbage").status_code == 400
+
+
 STAFF_GETS = ["/review/", "/review/tag/{tag}/", "/review/photo/", "/review/photo/{photo}/",
               "/review/tag/{tag}/bulk/preview/?action=accept&threshold=1"]
 STAFF_POSTS = ["/review/tag/{tag}/decide/", "/review/undo/", "/review/tag/{tag}/bulk/", "/tags/{tag}/rename/",
