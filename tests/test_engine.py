@@ -58,11 +58,11 @@ def sent(monkeypatch):
 
 
 def test_stages_run_in_their_declared_order_whatever_order_they_were_registered_in(probe_stage):
-    assert stages.names() == ["thumbnail", "embedding", "caption", "tagscore", "probe"]
+    assert stages.names() == ["thumbnail", "embedding", "caption", "tagscore", "export", "probe"]
     stages.register(stages.StageSpec(name="early", order=15, runner=lambda b: None, batch_size=lambda: 1))
     try:
-        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "tagscore", "probe"]
-        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "tagscore", "probe"]
+        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "tagscore", "export", "probe"]
+        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "tagscore", "export", "probe"]
     finally:
         stages.unregister("early")
     assert [s.name for s in stages.dependents("thumbnail")] == ["embedding", "caption", "tagscore", "probe"]

@@ -122,7 +122,8 @@ STAFF_GETS = ["/review/", "/review/tag/{tag}/", "/review/photo/", "/review/photo
               "/review/tag/{tag}/bulk/preview/?action=accept&threshold=1"]
 STAFF_POSTS = ["/review/tag/{tag}/decide/", "/review/undo/", "/review/tag/{tag}/bulk/", "/tags/{tag}/rename/",
                "/tags/{tag}/merge/", "/tags/{tag}/alias/", "/tags/{tag}/activate/", "/photos/{photo}/tags/add/",
-               "/photos/{photo}/tags/{tag}/accept/", "/photos/{photo}/tags/{tag}/reject/", "/photos/{photo}/caption/"]
+               "/photos/{photo}/tags/{tag}/accept/", "/photos/{photo}/tags/{tag}/reject/", "/photos/{photo}/caption/",
+               "/photos/{photo}/export/", "/tags/{tag}/export/"]
 
 
 def _fill(url, tag, photo):
