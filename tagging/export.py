@@ -29,6 +29,7 @@ from pathlib import Path
 SHOEBOX_NS = "https://shoebox.local/ns/1.0/"
 SHOEBOX_PREFIX = "shoebox"
 IPTC_KEYWORD_BYTES = 64
+IPTC_TITLE_BYTES = 64
 IPTC_CAPTION_BYTES = 2000
 EMPTY_PACKET = (  # what exiv2 fills in: a sidecar starts as an empty XMP packet
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -172,10 +173,11 @@ def xmp_values(meta: PhotoMetadata, existing: dict, *, replace_keywords: bool) -
         values["Xmp.dc.title"] = _lang_alt(meta.title)
     if meta.rating is not None:
         values["Xmp.xmp.Rating"] = str(meta.rating)
-    if meta.ai_fields:
-        values[f"Xmp.{SHOEBOX_PREFIX}.AIFields"] = list(meta.ai_fields)
-        values[f"Xmp.{SHOEBOX_PREFIX}.AIModel"] = meta.ai_model
-        values[f"Xmp.{SHOEBOX_PREFIX}.AIPromptVersion"] = meta.ai_prompt_version
+    # The provenance is ours and always rewritten: None deletes what an earlier export said, so a
+    # field the owner has since taken over (their caption) is no longer named as a model's.
+    values[f"Xmp.{SHOEBOX_PREFIX}.AIFields"] = list(meta.ai_fields) or None
+    values[f"Xmp.{SHOEBOX_PREFIX}.AIModel"] = (meta.ai_fields and meta.ai_model) or None
+    values[f"Xmp.{SHOEBOX_PREFIX}.AIPromptVersion"] = (meta.ai_fields and meta.ai_prompt_version) or None
     return {k: v for k, v in values.items() if v not in ([], "")}
 
 
@@ -215,6 +217,14 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.shoebox-{secrets.token_hex(4)}.tmp")
 
 
+def _discard(temp: Path) -> None:
+    """Remove a temporary file if it is there (its folder may be missing, or a file)."""
+    try:
+        temp.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
 def _fsync_replace(temp: Path, path: Path) -> None:
     with open(temp, "rb+") as f:
         os.fsync(f.fileno())
@@ -241,8 +251,11 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
     result = FileResult(str(path), "sidecar")
     existing = {}
     if path.exists():
-        with pyexiv2.Image(str(path)) as img:
-            existing = img.read_xmp()
+        try:
+            with pyexiv2.Image(str(path)) as img:
+                existing = img.read_xmp()
+        except RuntimeError as exc:  # not an XMP file, or a damaged one: left as it is
+            raise ExportError(f"{path}: the sidecar there cannot be read ({exc}); it was left as it is") from None
     values = xmp_values(meta, existing, replace_keywords=replace_keywords)
     result.changes = changes(existing, values)
     if dry_run or not result.changes:
@@ -269,9 +282,84 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
     except RuntimeError as exc:  # exiv2's errors
         raise ExportError(f"{path}: {exc}") from None
     finally:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
     result.written = True
     return result
+
+
+def _iptc_keywords(img) -> list[str]:
+    """The file's IPTC Keywords: UTF-8, or Latin-1 (what IIM assumes when no character set is declared)."""
+    try:
+        data = img.read_iptc()
+    except UnicodeDecodeError:
+        data = img.read_iptc(encoding="latin-1")
+    words = data.get("Iptc.Application2.Keywords") or []
+    return [words] if isinstance(words, str) else list(words)
+
+
+_PHOTOSHOP_APP13 = b"Photoshop 3.0\x00"
+_IRB_IPTC, _IRB_IPTC_DIGEST = 0x0404, 0x0425
+
+
+def _iptc_digest(data: bytes) -> tuple[int, bytes | None] | None:
+    """In a JPEG: where Photoshop's 16-byte IPTC digest is, and the IPTC block (None: none) it is about.
+
+    None when the file is no JPEG or has no digest.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no metadata segments after this
+            return None
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xED and data[pos + 4 : pos + 4 + len(_PHOTOSHOP_APP13)] == _PHOTOSHOP_APP13:
+            resources = _image_resources(data, pos + 4 + len(_PHOTOSHOP_APP13), min(end, len(data)))
+            digest = resources.get(_IRB_IPTC_DIGEST)
+            if digest is None or digest[1] != 16:
+                return None
+            block = resources.get(_IRB_IPTC)
+            return digest[0], None if block is None else data[block[0] : block[0] + block[1]]
+        pos = end
+    return None
+
+
+def _image_resources(data: bytes, pos: int, end: int) -> dict[int, tuple[int, int]]:
+    """Photoshop image resources in ``data[pos:end]``: {id: (offset of its data, size)}."""
+    found: dict[int, tuple[int, int]] = {}
+    while pos + 12 <= end and data[pos : pos + 4] == b"8BIM":
+        resource = int.from_bytes(data[pos + 4 : pos + 6], "big")
+        pos += 6 + (data[pos + 6] + 2) // 2 * 2  # a Pascal name, padded to an even length
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+        if pos + size > end:
+            break
+        found.setdefault(resource, (pos, size))
+        pos += size + (size & 1)
+    return found
+
+
+def _keep_iptc_digest(before: bytes, temp: Path) -> None:
+    """A JPEG's IPTC digest that was current before the write is made current again.
+
+    exiv2 rewrites the IPTC but not Photoshop's digest of it; a stale digest tells MWG readers
+    (Lightroom, ``exiftool -use MWG``, Shoebox's own scanner) that the IPTC was edited after the
+    XMP, so they would prefer its 64-byte keywords and old title to the XMP just written. A digest
+    that was already stale stays as it was: the file's IPTC was then newer than its XMP.
+    """
+    old = _iptc_digest(before)
+    if old is None or (old[1] is not None and hashlib.md5(old[1]).digest() != before[old[0] : old[0] + 16]):
+        return
+    data = bytearray(temp.read_bytes())
+    new = _iptc_digest(bytes(data))
+    if new is None or new[1] is None:
+        return
+    data[new[0] : new[0] + 16] = hashlib.md5(new[1]).digest()
+    temp.write_bytes(bytes(data))
 
 
 def _pixels_digest(path: Path) -> str:
@@ -294,11 +382,16 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
             access = img.get_access_mode()
             existing = img.read_xmp()
             mime = img.get_mime_type()
+            iptc_keywords = _iptc_keywords(img) if access.get("iptc") in ("read", "read+write") else []
     except RuntimeError as exc:
         raise ExportError(f"{path}: exiv2 cannot read this file ({exc})") from None
     if access.get("xmp") != "read+write":
         raise ExportError(f"{path}: {mime} files cannot be written by exiv2; export a sidecar instead")
-    values = xmp_values(meta, existing, replace_keywords=replace_keywords)
+    in_file = existing
+    if iptc_keywords and not existing.get("Xmp.dc.subject"):
+        # No XMP keywords: the IPTC ones are the file's keywords (MWG), kept in the union like any other.
+        in_file = {**existing, "Xmp.dc.subject": iptc_keywords}
+    values = xmp_values(meta, in_file, replace_keywords=replace_keywords)
     result.changes = changes(existing, values)
     if dry_run or not result.changes:
         return result
@@ -307,19 +400,24 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
     temp = _temp_beside(path)
     try:
         before = _pixels_digest(path)
-        temp.write_bytes(path.read_bytes())
+        original = path.read_bytes()
+        temp.write_bytes(original)
         os.chmod(temp, os.stat(path).st_mode & 0o7777)
         with pyexiv2.Image(str(temp)) as img:
             img.modify_xmp(values)
             img.modify_raw_xmp(_as_bags(img.read_raw_xmp()))
             if access.get("iptc") == "read+write":
-                iptc = {"Iptc.Envelope.CharacterSet": "\x1b%G",
-                        "Iptc.Application2.Keywords": [_iptc_keyword(k) for k in values["Xmp.dc.subject"]]}
+                iptc = {"Iptc.Envelope.CharacterSet": "\x1b%G"}
+                if values.get("Xmp.dc.subject"):
+                    iptc["Iptc.Application2.Keywords"] = [_iptc_keyword(k) for k in values["Xmp.dc.subject"]]
                 if meta.description:
                     iptc["Iptc.Application2.Caption"] = _iptc_text(meta.description, IPTC_CAPTION_BYTES)
+                if meta.title:  # MWG: IPTC ObjectName mirrors dc:title
+                    iptc["Iptc.Application2.ObjectName"] = _iptc_text(meta.title, IPTC_TITLE_BYTES)
                 img.modify_iptc(iptc)
             if access.get("exif") == "read+write" and meta.description:
                 img.modify_exif({"Exif.Image.ImageDescription": meta.description})
+        _keep_iptc_digest(original, temp)
         if _pixels_digest(temp) != before:
             raise ExportError(f"{path}: writing the metadata changed the pixels; the original was left as it was")
         with pyexiv2.Image(str(temp)) as img:
@@ -333,6 +431,6 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
     except RuntimeError as exc:  # exiv2's errors
         raise ExportError(f"{path}: {exc}") from None
     finally:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
     result.written = True
     return result

@@ -77,6 +77,8 @@ def export_photo(photo: Photo, options: ExportOptions, *, dry_run: bool = False)
     for sf in photo.present_files():
         try:
             original = Path(os.fsdecode(source_path(sf)))
+            if not original.is_file():
+                raise OriginalMissing(f"{sf.relpath}: the original is not on disk")
         except OriginalMissing as exc:
             results.append(export.FileResult(sf.relpath, "embedded" if options.embedded else "sidecar", error=str(exc)))
             continue
@@ -134,8 +136,9 @@ def queue(photo_ids, options: ExportOptions) -> int:
         existing = set(PhotoStage.objects.filter(stage=EXPORT, photo_id__in=ids).values_list("photo_id", flat=True))
         PhotoStage.objects.bulk_create([PhotoStage(photo_id=pk, stage=EXPORT, model=model)
                                         for pk in ids if pk not in existing])
-        PhotoStage.objects.filter(stage=EXPORT, photo_id__in=ids).exclude(
-            state__in=[PhotoStage.State.QUEUED, PhotoStage.State.RUNNING]).update(
+        # The newest request wins (a queued task for other options then finds nothing to claim);
+        # a photo being exported right now finishes with the options it started with.
+        PhotoStage.objects.filter(stage=EXPORT, photo_id__in=ids).exclude(state=PhotoStage.State.RUNNING).update(
             model=model, state=PhotoStage.State.PENDING, attempts=0, error="")
         return len(engine.enqueue(EXPORT, ids))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -351,3 +352,41 @@ def tag_export(request, pk: int):
     queued = export_jobs.queue(ids, options)
     messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
     return redirect("tag_detail", path=tag.path)
+
+
+@staff_required
+@require_POST
+def library_export(request, pk: int):
+    """Queue the export of every photo with a file in this library."""
+    from gallery.models import Library
+    from tagging import export_jobs
+
+    library = get_object_or_404(Library, pk=pk)
+    try:
+        options = _export_options(request)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("library_list")
+    ids = list(export_jobs.select().in_library(library.pk).values_list("pk", flat=True))
+    queued = export_jobs.queue(ids, options)
+    messages.success(request, f"Export of {queued} photos of “{library.name}” queued; progress is on the Jobs page.")
+    return redirect("library_list")
+
+
+@staff_required
+@require_POST
+def search_export(request):
+    """Queue the export of the photos a search shows (the selection the owner made by searching)."""
+    from tagging import export_jobs
+    from tagging import search as search_module
+
+    q = request.POST.get("q", "")[:1000]
+    response = search_module.search(q, limit=500)
+    try:
+        options = _export_options(request)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('search')}?{urlencode({'q': q})}")
+    queued = export_jobs.queue([r.photo.pk for r in response.results], options)
+    messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
+    return redirect(f"{reverse('search')}?{urlencode({'q': q})}")

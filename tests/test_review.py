@@ -123,11 +123,11 @@ STAFF_GETS = ["/review/", "/review/tag/{tag}/", "/review/photo/", "/review/photo
 STAFF_POSTS = ["/review/tag/{tag}/decide/", "/review/undo/", "/review/tag/{tag}/bulk/", "/tags/{tag}/rename/",
                "/tags/{tag}/merge/", "/tags/{tag}/alias/", "/tags/{tag}/activate/", "/photos/{photo}/tags/add/",
                "/photos/{photo}/tags/{tag}/accept/", "/photos/{photo}/tags/{tag}/reject/", "/photos/{photo}/caption/",
-               "/photos/{photo}/export/", "/tags/{tag}/export/"]
+               "/photos/{photo}/export/", "/tags/{tag}/export/", "/search/export/", "/libraries/{library}/export/"]
 
 
 def _fill(url, tag, photo):
-    return url.format(tag=tag.pk, photo=photo.pk)
+    return url.format(tag=tag.pk, photo=photo.pk, library=photo.files.first().library_id)
 
 
 @pytest.mark.parametrize("url", STAFF_GETS + STAFF_POSTS)
@@ -173,3 +173,36 @@ def test_user_values_never_give_a_server_error(staff_client, dog):
     assert staff_client.post(f"/photos/{photos[0].pk}/tags/{tag.pk}/maybe/").status_code == 404
     assert staff_client.post(f"/photos/{photos[0].pk}/tags/add/", {"tag": "///"}, **HTMX).status_code == 400
     assert staff_client.post(f"/tags/{tag.pk}/merge/", {"into": "nothing like it"}).status_code == 302
+
+
+def test_exports_asked_for_in_the_ui_are_previewed_or_handed_to_the_worker(staff_client, library, tmp_path):
+    from gallery import engine
+    from gallery.models import PhotoStage
+    from tests.factories import make_jpeg
+
+    photos = []
+    for i in range(3):
+        make_jpeg(tmp_path / "lib" / f"e{i}.jpg")
+        photos.append(make_photo(library, f"e{i}.jpg", taken=datetime(2022, 1, 1 + i, tzinfo=timezone.utc)))
+    italy = tags.add(photos[0], "Places/Italy").tag
+    tags.add(photos[1], "Places/Italy")
+    sidecar = tmp_path / "lib" / "e0.jpg.xmp"
+
+    html = staff_client.post(f"/photos/{photos[0].pk}/export/", {"mode": "sidecar", "preview": "1"},
+                             **HTMX).content.decode()
+    assert "Xmp.dc.subject" in html and "Italy" in html and not sidecar.exists(), "a preview writes nothing"
+
+    export_rows = PhotoStage.objects.filter(stage="export")
+    assert staff_client.post(f"/photos/{photos[0].pk}/export/", {"mode": "sidecar"}).status_code == 302
+    assert set(export_rows.values_list("photo_id", "state")) == {(photos[0].pk, "queued")}
+    staff_client.post(f"/tags/{italy.pk}/export/", {"mode": "sidecar"})
+    staff_client.post("/search/export/", {"q": "tag:italy", "mode": "sidecar"})
+    assert set(export_rows.values_list("photo_id", flat=True)) == {photos[0].pk, photos[1].pk}
+    staff_client.post(f"/libraries/{library.pk}/export/", {"mode": "sidecar", "naming": "lightroom"})
+    assert export_rows.count() == 3 and all('"naming":"lightroom"' in m for m in export_rows.values_list(
+        "model", flat=True)), "the newest request's options"
+    engine.run_pending("export")
+    assert set(export_rows.values_list("state", flat=True)) == {"done"}
+    assert (tmp_path / "lib" / "e0.xmp").exists() and (tmp_path / "lib" / "e1.xmp").exists()
+    assert not (tmp_path / "lib" / "e2.xmp").exists(), "a photo with nothing to say gets no empty sidecar"
+    assert engine.stage_counts()["export"]["done"] == 3, "the jobs page counts it like any stage"

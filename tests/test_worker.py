@@ -211,8 +211,10 @@ def test_a_worker_killed_mid_batch_and_restarted_leaves_every_photo_done_exactly
     assert sorted(Counter(Caption.objects.values_list("photo_id", flat=True)).values()) == [1] * n
     victim.refresh_from_db()
     assert victim.attempts == 2 and victim.state == "done"
-    # Every photo was shown to the model once, except the one whose call the kill cut off.
-    assert len(digests) == n + 1 and len(set(digests)) == n
+    # Every photo was shown to the model once, but the victim twice if the kill cut its call off
+    # (the kill may also land before that call was sent).
+    assert len(set(digests)) == n and len(digests) in (n, n + 1)
+    assert Counter(digests).most_common(1)[0][1] <= 2
 
 
 def test_two_workers_process_every_photo_once(tmp_path, worker_env, clusters):
