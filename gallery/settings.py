@@ -143,6 +143,8 @@ THUMBNAIL_QUALITY = envint("SHOEBOX_THUMB_QUALITY", 85)
 # Refuse images larger than this many pixels (decompression bombs). 200 MP
 # admits every real camera and panorama stitcher output we know of.
 MAX_IMAGE_PIXELS = envint("SHOEBOX_MAX_IMAGE_PIXELS", 200_000_000)
+# An image uploaded to search with is decoded in a web worker: a much smaller limit.
+UPLOAD_MAX_PIXELS = envint("SHOEBOX_UPLOAD_MAX_PIXELS", 40_000_000)
 # Offline reverse geocoding of GPS positions to city / region / country.
 GEOCODE = envbool("SHOEBOX_GEOCODE", True)
 GALLERY_PAGE_SIZE = envint("SHOEBOX_PAGE_SIZE", 60)

@@ -7,6 +7,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from gallery import browse
@@ -43,7 +44,25 @@ def search(request):
 
 @login_required
 @require_POST
+@csrf_exempt  # checked below, once the upload handlers are in place (reading the token reads the body)
 def search_image(request):
+    """Search with an uploaded image. The body is capped before it is read: a request that says or
+    turns out to be larger than the limit is refused without being spooled."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > uploads.MAX_UPLOAD_BYTES + 65536:
+        return render(request, "tagging/search.html",
+                      {"q": "", "upload_error": uploads.too_large_message(int(length))}, status=413)
+    limiter = uploads.LimitedUpload(request)
+    request.upload_handlers.insert(0, limiter)
+    response = _search_image(request)
+    if limiter.too_large:
+        return render(request, "tagging/search.html",
+                      {"q": "", "upload_error": uploads.too_large_message(limiter.received)}, status=413)
+    return response
+
+
+@csrf_protect
+def _search_image(request):
     upload = request.FILES.get("image")
     include_weak = request.POST.get("more") == "1"
     if upload is None:

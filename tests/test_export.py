@@ -11,6 +11,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -529,11 +530,13 @@ def test_sidecars_can_go_to_an_export_folder_that_mirrors_the_library(library, t
 def file_size_limit(limit: int):
     """Writes past ``limit`` bytes fail with EFBIG (as a full disk would fail them), even for root."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not the signal that kills
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
 
 
 def test_a_write_that_fails_halfway_leaves_the_original_and_no_temporary_file(library, corpus):

@@ -390,3 +390,11 @@ def test_get_backend_passes_the_documented_constructor_arguments(settings, fresh
 def test_get_backend_refuses_an_unknown_name():
     with pytest.raises(ValueError, match="unknown caption backend 'llamafile'"):
         get_backend("llamafile")
+
+
+def test_an_answer_larger_than_any_caption_is_refused_without_reading_it_all(server, monkeypatch):
+    monkeypatch.setattr(openai_backend, "MAX_RESPONSE_BYTES", 256 * 1024)
+    server.queue(Reply(body=b"x" * (4 * 1024 * 1024)))
+    backend = make_backend(server.url, retries=0)
+    with pytest.raises(CaptionError, match="larger than"):
+        backend.caption([request()])

@@ -271,3 +271,46 @@ def test_photos_whose_files_are_all_missing_are_not_found(clusters):
         response = search.search(q, text_vector=centres["A"])
         assert gone.pk not in ids(response)
         assert len(response.results) == 19
+
+
+def test_an_upload_larger_than_the_limit_is_refused_before_it_is_spooled(viewer_client, monkeypatch):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tagging import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100_000)
+    spooled = []
+    real = uploads.LimitedUpload.receive_data_chunk
+    monkeypatch.setattr(uploads.LimitedUpload, "receive_data_chunk",
+                        lambda self, data, start: spooled.append(len(data)) or real(self, data, start))
+    big = SimpleUploadedFile("big.jpg", b"\xff\xd8" + b"0" * 3_000_000)
+    response = viewer_client.post("/search/image/", {"image": big})
+    assert response.status_code == 413 and "can be searched with" in response.content.decode()
+    assert sum(spooled) < 300_000, "the rest of the body was never read into a file"
+
+
+def test_an_uploaded_image_with_too_many_pixels_is_refused_with_a_reason(viewer_client, settings, tmp_path):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    settings.UPLOAD_MAX_PIXELS = 1_000_000
+    data = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(data, "PNG")  # a few kilobytes that decode to 4 MP
+    response = viewer_client.post("/search/image/", {"image": SimpleUploadedFile("wide.png", data.getvalue())})
+    assert response.status_code == 400 and "Cannot search with that file" in response.content.decode()
+
+
+def test_the_upload_limiter_stops_a_body_without_a_length_at_the_limit(monkeypatch):
+    from django.core.files.uploadhandler import StopUpload
+
+    from tagging import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100_000)
+    limiter = uploads.LimitedUpload()
+    for start in range(0, 100_000, 10_000):
+        assert limiter.receive_data_chunk(b"x" * 10_000, start) == b"x" * 10_000
+    with pytest.raises(StopUpload):
+        limiter.receive_data_chunk(b"x", 100_000)
+    assert limiter.too_large

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection (capped by the request timeout)
 CHECK_TIMEOUT = 5.0  # seconds for the whole availability check
+# An answer larger than this is refused (a caption is a few kilobytes; a misbehaving server can send gigabytes).
+MAX_RESPONSE_BYTES = 8 * 2**20
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is reported, not waited for
 JPEG_QUALITY = 90
 USER_AGENT = "Shoebox-captions"
@@ -327,7 +329,7 @@ class OpenAIBackend(CaptionBackend):
                 sock.settimeout(read_timeout)
                 conn.request(method, self._path + path, body=body, headers=self._headers(body))
                 response = conn.getresponse()
-                chunks = []
+                chunks, size = [], 0
                 while True:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -336,6 +338,9 @@ class OpenAIBackend(CaptionBackend):
                     chunk = response.read1(65536)
                     if not chunk:
                         break
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:  # a caption is kilobytes: this is not an answer to keep
+                        raise _NoAnswer(f"the answer is larger than {MAX_RESPONSE_BYTES:,} bytes", retryable=False)
                     chunks.append(chunk)
                 return _Answer(response.status, response.headers, b"".join(chunks))
             except (socket.timeout, TimeoutError):
