@@ -18,11 +18,12 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from gallery import browse, engine, libraries, scans, stages
 from gallery.models import Library, Photo, SourceFile
-from gallery.originals import OriginalMissing, source_path
+from gallery.originals import OriginalMissing, open_original
 from gallery.thumbnails import thumbnail_path
 
 YEAR_SECONDS = 365 * 24 * 3600
@@ -30,6 +31,7 @@ YEAR_SECONDS = 365 * 24 * 3600
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def grid(request):
     try:
         filters = browse.GridFilters.from_query(request.GET)
@@ -69,7 +71,10 @@ def photo_detail(request, pk: int):
 def thumbnail(request, content_hash: str, size: str):
     if size not in settings.THUMBNAIL_SIZES:
         raise Http404("no such thumbnail size")
-    path = thumbnail_path(settings.THUMBNAIL_DIR, content_hash, size)
+    try:
+        path = thumbnail_path(settings.THUMBNAIL_DIR, content_hash, size)
+    except ValueError:
+        raise Http404("no such thumbnail") from None
     if not path.is_file():
         photo = get_object_or_404(Photo, content_hash=content_hash)
         response = render(request, "gallery/placeholder.svg", {"photo": photo}, content_type="image/svg+xml")
@@ -86,9 +91,8 @@ def thumbnail(request, content_hash: str, size: str):
 def original(request, file_id: int):
     sf = get_object_or_404(SourceFile.objects.select_related("library"), pk=file_id, outcome=SourceFile.Outcome.PHOTO)
     try:
-        path = source_path(sf)
-        handle = open(path, "rb")
-    except (OriginalMissing, OSError):
+        handle = open_original(sf)
+    except OriginalMissing:
         raise Http404("the original file is not available") from None
     content_type = (sf.photo.mime_type if sf.photo else "") or mimetypes.guess_type(sf.relpath)[0]
     response = FileResponse(handle, content_type=content_type or "application/octet-stream")
@@ -101,6 +105,7 @@ def original(request, file_id: int):
 
 @login_required
 @staff_member_required
+@vary_on_headers("HX-Request")
 def library_list(request):
     if request.method == "POST":
         try:
@@ -135,6 +140,7 @@ def library_rescan(request, pk: int):
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def jobs(request):
     context = browse.jobs_summary()
     if request.htmx and request.GET.get("poll"):

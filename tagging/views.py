@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from gallery import browse
 from gallery.models import Library, Photo
@@ -29,6 +30,7 @@ def _search_context(request, response, q: str, include_weak: bool) -> dict:
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def search(request):
     q = request.GET.get("q", "")
     if any(request.GET.get(name) for name, _ in query.FORM_FILTERS) or request.GET.get("gps"):
@@ -81,6 +83,7 @@ def _search_image(request):
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def similar(request, pk: int):
     photo = get_object_or_404(Photo, pk=pk)
     include_weak = request.GET.get("more") == "1"
