@@ -23,8 +23,8 @@ INSERT INTO tagging_searchdocument (photo_id, document, updated_at)
 SELECT p.id,
     setweight(to_tsvector('english', array_to_string(p.keywords, ' ') || ' ' || coalesce(t.accepted, '')), 'A') ||
     setweight(to_tsvector('english', p.title || ' ' || coalesce(o.caption, c.caption, '')), 'B') ||
-    setweight(to_tsvector('english', p.description || ' ' || coalesce(c.description, '') || ' ' || coalesce(c.fields, '')
-                                     || ' ' || coalesce(t.suggested, '')), 'C') ||
+    setweight(to_tsvector('english', left(p.description, 20000) || ' ' || left(coalesce(c.description, ''), 20000)
+                                     || ' ' || left(coalesce(c.fields, ''), 20000) || ' ' || coalesce(t.suggested, '')), 'C') ||
     setweight(to_tsvector('simple', concat_ws(' ', p.place_city, p.place_region, p.place_country,
                                               p.camera_make, p.camera_model, p.lens, f.paths)), 'D') ||
     setweight(to_tsvector('english', concat_ws(' ', p.place_city, p.place_region, p.place_country, f.paths)), 'D'),

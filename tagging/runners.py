@@ -182,12 +182,13 @@ def _count(value) -> int | None:
 
 
 def save_caption(photo, backend, out) -> Caption:
-    parsed = captions.parse_caption(clean_text(out.text or ""))
+    text = clean_text(out.text or "")[: captions.MAX_INPUT_CHARS]  # model output is untrusted, and bounded
+    parsed = captions.parse_caption(text)
     fields = _clean(parsed.fields)
     caption, _ = Caption.objects.update_or_create(
         photo=photo, backend=backend.name, model=backend.model_id, prompt_version=prompt.PROMPT_VERSION,
         defaults=dict(
-            raw_text=clean_text(out.text or ""),
+            raw_text=text,
             fields=fields,
             caption=str(fields.get("caption", "")),
             description=str(fields.get("description", "")),

@@ -314,3 +314,12 @@ def test_the_upload_limiter_stops_a_body_without_a_length_at_the_limit(monkeypat
     with pytest.raises(StopUpload):
         limiter.receive_data_chunk(b"x", 100_000)
     assert limiter.too_large
+
+
+def test_a_huge_description_does_not_stop_the_search_documents(library):
+    words = " ".join(f"w{i:07d}" for i in range(300_000))  # ≈ 2.7 MB: a tsvector over Postgres' 1 MB limit
+    huge = make_photo(library, "huge.jpg", taken=datetime(2020, 1, 1, tzinfo=timezone.utc), description=words)
+    small = make_photo(library, "small.jpg", taken=datetime(2020, 1, 2, tzinfo=timezone.utc), title="lighthouse")
+    assert documents.refresh([huge.pk, small.pk]) == 2
+    assert {r.photo.pk for r in search.search("w0000042").results} == {huge.pk}
+    assert {r.photo.pk for r in search.search("lighthouse").results} == {small.pk}
