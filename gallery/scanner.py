@@ -28,6 +28,7 @@ from django.utils import timezone as djtz
 
 from gallery import imaging, metadata, places
 from gallery.models import Library, Photo, SourceFile
+from gallery.originals import inside_root
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,16 @@ class _Entry:
 def walk(root: bytes, *, skip: set[bytes] = frozenset()) -> Iterator[_Entry]:
     """Every regular file below ``root``, as paths relative to it, sorted.
 
-    Follows symlinks but never enters a folder twice (no loops). An unreadable
-    folder or file is yielded as an entry with an ``error`` instead of
-    stopping the walk.
+    Follows symlinks, but only to folders and files whose real path is inside
+    the root's real path (``originals.inside_root``, the rule that serving a
+    file applies too); a link leading out of the library is yielded as an
+    entry with an ``error`` and not followed. Never enters a folder twice (no
+    loops). An unreadable folder or file is yielded as an entry with an
+    ``error`` instead of stopping the walk.
     """
     seen_dirs: set[tuple[int, int]] = set()
     root_st = os.stat(root)
+    real_root = os.path.realpath(root)
     seen_dirs.add((root_st.st_dev, root_st.st_ino))
     stack: list[bytes] = [b""]
     while stack:
@@ -153,15 +158,25 @@ def walk(root: bytes, *, skip: set[bytes] = frozenset()) -> Iterator[_Entry]:
             except OSError as exc:
                 yield _Entry(rel, 0, 0, error=f"cannot read file: {exc.strerror or exc}")
                 continue
+            outside = ""  # why a symlink is not followed: it leads out of the library
+            if entry.is_symlink() and not inside_root(real_root, entry.path):
+                target = display_path(os.path.realpath(entry.path))
+                outside = f"not followed: a symlink to {target}, outside the library"
             if stat.S_ISDIR(st.st_mode):
                 if name in IGNORED_DIRS or name.startswith(b".") or entry.path in skip:
                     continue
                 key = (st.st_dev, st.st_ino)
                 if key in seen_dirs:
                     continue  # a symlink loop or a second link to a folder already walked
+                if outside:
+                    yield _Entry(rel, 0, 0, error=outside)
+                    continue
                 seen_dirs.add(key)
                 subdirs.append(rel)
             elif stat.S_ISREG(st.st_mode):
+                if outside:
+                    yield _Entry(rel, 0, 0, error=outside)
+                    continue
                 yield _Entry(rel, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subdirs))
 

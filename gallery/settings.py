@@ -8,30 +8,46 @@ their own machine (embedded database, everything under ``SHOEBOX_DATA_DIR``).
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from gallery.env import envbool, envfloat, envint, envstr
+import dj_database_url
+
+from gallery.env import ImproperSetting, envbool, envfloat, envint, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("SHOEBOX_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in the data dir."""
+def secret_key(data_dir: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in ``data_dir``.
+
+    The file is created with mode 0600 (never readable by others, not even
+    before a chmod) under a name of its own, then linked into place: two
+    processes starting at once (web and worker) agree on one key, and no
+    process ever reads a half-written file.
+    """
     key = envstr("SHOEBOX_SECRET_KEY")
     if key:
         return key
-    path = DATA_DIR / "secret_key"
+    path = data_dir / "secret_key"
     if not path.exists():
-        part = path.with_suffix(".part")
-        part.write_text(secrets.token_urlsafe(50))
-        part.chmod(0o600)
-        part.rename(path)
+        part = data_dir / f"secret_key.{secrets.token_hex(8)}.part"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(50))
+            try:
+                os.link(part, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links
+                os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
     return path.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
+SECRET_KEY = secret_key(DATA_DIR)
 DEBUG = envbool("SHOEBOX_DEBUG", False)
 ALLOWED_HOSTS = [h for h in envstr("SHOEBOX_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in envstr("SHOEBOX_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -56,6 +72,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "gallery.middleware.RejectNulBytesMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -83,8 +100,15 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
-    url = envstr("DATABASE_URL")
+def database_config(url: str) -> dict:
+    """The DATABASES entry for ``DATABASE_URL`` (empty: the embedded server in the data dir).
+
+    The URL is parsed by dj-database-url: libpq query parameters (``sslmode``,
+    ``connect_timeout``, ``sslrootcert`` …) go into OPTIONS. A unix socket
+    directory given as ``?host=/run/postgresql`` (libpq's form; percent-encoded
+    in place of the host name works too) becomes HOST, and ``?port=`` PORT, so
+    that ``manage.py dbshell`` finds them too.
+    """
     if not url:
         return {
             "ENGINE": "gallery.db",
@@ -93,22 +117,29 @@ def _database() -> dict:
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
         }
-    u = urlparse(url)
-    if u.scheme not in ("postgres", "postgresql"):
-        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got {u.scheme!r}")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(u.path.lstrip("/")) or "postgres",
-        "USER": unquote(u.username or ""),
-        "PASSWORD": unquote(u.password or ""),
-        "HOST": unquote(u.hostname or ""),
-        "PORT": str(u.port or ""),
-        "CONN_MAX_AGE": 60,
-        "CONN_HEALTH_CHECKS": True,
-    }
+    scheme = url.partition(":")[0]
+    if scheme not in ("postgres", "postgresql"):
+        # The scheme only: the rest of the URL may hold a password.
+        raise ImproperSetting(
+            f"DATABASE_URL must be a postgres:// or postgresql:// URL (Shoebox needs PostgreSQL "
+            f"with pgvector), not {scheme!r}"
+        )
+    try:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:  # ParseError's text never repeats the URL (nor its password)
+        raise ImproperSetting(f"DATABASE_URL cannot be read: {exc}") from None
+    options = config.setdefault("OPTIONS", {})
+    if "host" in options:
+        config["HOST"] = str(options.pop("host"))
+    if "port" in options:
+        config["PORT"] = options.pop("port")
+    config["PORT"] = str(config["PORT"] or "")
+    if not config["NAME"] and "service" not in options:
+        config["NAME"] = "postgres"
+    return config
 
 
-DATABASES = {"default": _database()}
+DATABASES = {"default": database_config(envstr("DATABASE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

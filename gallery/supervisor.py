@@ -28,6 +28,8 @@ def commands(bind: str, web_workers: int) -> dict[str, list[str]]:
             "--bind", bind, "--workers", str(web_workers), "--threads", "4",
             "--timeout", "120", "--graceful-timeout", "10",
             "--access-logfile", "-", "--chdir", str(settings.BASE_DIR),
+            # gunicorn 27 otherwise opens a control socket under ~/.gunicorn; Shoebox never uses it.
+            "--no-control-socket",
         ],
     }
 

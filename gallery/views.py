@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from gallery import browse, engine, libraries, scans, stages
+from gallery.accounts import staff_required
 from gallery.models import Library, Photo, SourceFile
 from gallery.originals import OriginalMissing, open_original
 from gallery.thumbnails import thumbnail_path
@@ -103,8 +103,7 @@ def original(request, file_id: int):
     return response
 
 
-@login_required
-@staff_member_required
+@staff_required
 @vary_on_headers("HX-Request")
 def library_list(request):
     if request.method == "POST":
@@ -126,9 +125,8 @@ def library_list(request):
     return render(request, "gallery/libraries.html", context)
 
 
-@login_required
+@staff_required
 @require_POST
-@staff_member_required
 def library_rescan(request, pk: int):
     library = get_object_or_404(Library, pk=pk)
     if scans.queue_scan(library):
@@ -155,9 +153,8 @@ def jobs(request):
     return render(request, "gallery/jobs.html", context)
 
 
-@login_required
+@staff_required
 @require_POST
-@staff_member_required
 def jobs_retry(request, stage: str):
     spec = stages.find(stage)
     if spec is None:
@@ -167,9 +164,8 @@ def jobs_retry(request, stage: str):
     return redirect(reverse("jobs"))
 
 
-@login_required
+@staff_required
 @require_POST
-@staff_member_required
 def jobs_reprocess(request, stage: str):
     spec = stages.find(stage)
     if spec is None or not spec.rerunnable:

@@ -7,13 +7,11 @@ that changed; the same URLs work without JavaScript (a redirect back).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,22 +20,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from gallery import browse
+from gallery.accounts import staff_required
 from gallery.models import Photo
 from tagging import review, tags
 from tagging.models import Caption, LearnedTag, OwnerCaption, PhotoTag, Tag
 
 MAX_CAPTION = 2000
-
-
-def staff_required(view):
-    """Signed-in staff only: others get 403 (anonymous users are sent to log in first)."""
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("staff only")
-        return view(request, *args, **kwargs)
-    return wrapped
 
 
 def _float(value, default: float | None = None) -> float | None:

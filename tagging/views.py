@@ -3,7 +3,6 @@
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from gallery import browse
+from gallery.accounts import staff_required
 from gallery.models import Library, Photo
 from tagging import near_duplicates, query, uploads
 from tagging import search as search_module
@@ -98,9 +98,8 @@ def duplicates(request):
     return render(request, "tagging/duplicates.html", near_duplicates.page_context())
 
 
-@login_required
+@staff_required
 @require_POST
-@staff_member_required
 def duplicates_refresh(request):
     near_duplicates.queue_refresh()
     messages.success(request, "Looking for near-duplicates in the background; reload this page in a while.")

@@ -4,20 +4,44 @@ Settings use ``ENGINE = "gallery.db"`` when ``DATABASE_URL`` is not set. The
 server is started lazily, when Django first opens a connection, so commands
 that never touch the database (``--help``, ``collectstatic``) stay fast, and
 every process (web, worker, tests) gets the same running postmaster.
+``manage.py dbshell`` starts it too, and runs the ``psql`` shipped with it.
 """
 
 from pathlib import Path
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, client
 
 from gallery import embedded_postgres
 
 
+def _start(settings_dict: dict) -> dict:
+    """Start (or reuse) the server of ``settings_dict``; fill in where it listens."""
+    server = embedded_postgres.start(Path(settings_dict["OPTIONS_EMBEDDED_PGDATA"]))
+    settings_dict["HOST"] = server["host"]
+    settings_dict["PORT"] = str(server["port"])
+    settings_dict["USER"] = server["user"]
+    return server
+
+
+class DatabaseClient(client.DatabaseClient):
+    """``dbshell`` on the embedded server: its socket directory and port, and its own psql.
+
+    The bundled psql has the server's version (a system psql may be older, or
+    absent); it is used whatever ``psql`` is on PATH.
+    """
+
+    @classmethod
+    def settings_to_cmd_args_env(cls, settings_dict, parameters):
+        settings_dict = dict(settings_dict)
+        server = _start(settings_dict)
+        args, env = super().settings_to_cmd_args_env(settings_dict, parameters)
+        args[0] = server["psql"]
+        return args, env
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    client_class = DatabaseClient
+
     def get_connection_params(self):
-        pgdata = Path(self.settings_dict["OPTIONS_EMBEDDED_PGDATA"])
-        params = embedded_postgres.start(pgdata)
-        self.settings_dict["HOST"] = params["host"]
-        self.settings_dict["PORT"] = str(params["port"])
-        self.settings_dict["USER"] = params["user"]
+        _start(self.settings_dict)
         return super().get_connection_params()
