@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 IGNORED_DIRS = {b"@eaDir", b"#recycle", b".@__thumb", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"}
 IGNORED_FILES = {b".DS_Store", b"Thumbs.db", b"desktop.ini", b".nomedia"}
 BATCH = 200
+# Text from files and sidecars is the owner's, but unbounded: keep what a person could have written.
+MAX_DESCRIPTION = 20_000
+MAX_KEYWORDS = 500
 
 
 class Outcome:
@@ -274,8 +277,8 @@ def _photo_fields(r: _Read) -> dict:
         longitude=meta.longitude,
         altitude=meta.altitude,
         title=meta.title[:500],
-        description=meta.description,
-        keywords=[k[:500] for k in meta.keywords],
+        description=meta.description[:MAX_DESCRIPTION],
+        keywords=[k[:500] for k in meta.keywords[:MAX_KEYWORDS]],
         rating=meta.rating,
         metadata=meta.extra,
         status=Photo.Status.OK,

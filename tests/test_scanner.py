@@ -263,3 +263,21 @@ def test_a_library_cannot_be_a_missing_folder_or_overlap_another(tmp_path):
     libraries.add_library(str(tmp_path / "a"))
     with pytest.raises(libraries.LibraryError, match="overlaps"):
         libraries.add_library(str(tmp_path / "a" / "b"))
+
+
+def test_a_sidecars_unbounded_description_is_stored_bounded(library_dir, tmp_path):
+    from tests.factories import make_jpeg
+
+    make_jpeg(library_dir.path / "long.jpg")
+    text = "word " * 400_000  # 2 MB
+    (library_dir.path / "long.jpg.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        f'<rdf:li xml:lang="x-default">{text}</rdf:li></rdf:Alt></dc:description>'
+        f'<dc:subject><rdf:Bag>{"".join(f"<rdf:li>k{i}</rdf:li>" for i in range(2000))}</rdf:Bag></dc:subject>'
+        "</rdf:Description></rdf:RDF></x:xmpmeta>")
+    library, report = scan(library_dir.path)
+    assert report.totals["imported"] == 1
+    photo = Photo.objects.get()
+    assert 0 < len(photo.description) <= scanner.MAX_DESCRIPTION
+    assert len(photo.keywords) == scanner.MAX_KEYWORDS
