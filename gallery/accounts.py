@@ -1,25 +1,45 @@
-"""The owner's admin account."""
+"""The owner's admin account, and the page a locked-out login gets."""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.shortcuts import render
 
 
 def ensure_admin(username: str = "admin") -> str | None:
     """Create a superuser if there is none. Returns the new password, or None.
 
     The password is ``SHOEBOX_ADMIN_PASSWORD`` when set, else generated (and
-    returned so the caller can show it once).
+    returned so the caller can show it once). A chosen password must pass
+    ``AUTH_PASSWORD_VALIDATORS``: a weak one raises Django's ``ValidationError``
+    with every validator's message, and no account is created.
     """
     User = get_user_model()
     if User.objects.filter(is_superuser=True).exists():
         return None
-    password = os.environ.get("SHOEBOX_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    chosen = os.environ.get("SHOEBOX_ADMIN_PASSWORD")
+    if chosen:
+        validate_password(chosen, User(username=username))
+    password = chosen or secrets.token_urlsafe(16)  # 22 characters from 64: strong by construction
     User.objects.create_superuser(username=username, email="", password=password)
     return password
+
+
+def lockout_response(request, original_response, credentials):
+    """django-axes' AXES_LOCKOUT_CALLABLE: a page saying how long to wait, with axes' status (429)."""
+    from django.conf import settings
+
+    from axes.helpers import get_cool_off
+
+    cool_off = get_cool_off(request)
+    minutes = math.ceil(cool_off.total_seconds() / 60) if cool_off else None
+    return render(request, "registration/lockout.html", {"minutes": minutes},
+                  status=settings.AXES_HTTP_RESPONSE_CODE)
 
 
 def staff_required(view):

@@ -7,6 +7,7 @@ their own machine (embedded database, everything under ``SHOEBOX_DATA_DIR``).
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -63,12 +64,15 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "axes",
+    "csp",
     "gallery",
     "tagging",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as its docs say: turns a lockout flagged during login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "gallery.urls"
@@ -143,11 +149,69 @@ DATABASES = {"default": database_config(envstr("DATABASE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out username + address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Login attempts (django-axes) -----------------------------------------------
+# After LOGIN_FAILURES failed logins from one address for one username, that pair is refused for
+# LOGIN_COOLOFF_MINUTES (counted again from each attempt made while refused); other users and
+# other addresses are not affected. A successful login clears the count.
+# `manage.py axes_reset` lifts every lockout now.
+AXES_FAILURE_LIMIT = envint("SHOEBOX_LOGIN_FAILURES", 5)
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperSetting("SHOEBOX_LOGIN_FAILURES must be at least 1")
+LOGIN_COOLOFF_MINUTES = envint("SHOEBOX_LOGIN_COOLOFF_MINUTES", 15)
+if LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperSetting("SHOEBOX_LOGIN_COOLOFF_MINUTES must be at least 1")
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "gallery.accounts.lockout_response"
+
+# --- HTTPS, cookies and headers ------------------------------------------------------
+# Off for a plain http://127.0.0.1 install; SHOEBOX_HTTPS=true when the site is reached over https.
+HTTPS = envbool("SHOEBOX_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = envint("SHOEBOX_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and envbool("SHOEBOX_HSTS_SUBDOMAINS", False)
+# Behind a reverse proxy that terminates TLS (and sets X-Forwarded-Proto itself, overwriting any
+# value a client sent): without this, SHOEBOX_HTTPS's redirect to https would loop.
+if envbool("SHOEBOX_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp 4): no inline script or style anywhere. Behaviour lives in
+# static/js/, looks in static/css/; htmx's own indicator <style> is switched off in base.html.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = envstr("SHOEBOX_TIME_ZONE", "UTC")

@@ -115,6 +115,9 @@ def test_typing_in_the_search_box_shows_results_and_a_shareable_url(searchable, 
 
 def test_reviewing_a_tag_with_the_keyboard_only(gallery, live_server, browser):
     """Log in, open the review of "dog", and decide with keys alone: the counters change, undo works."""
+    # expect(), not wait_for_function("…"): the page's Content-Security-Policy forbids eval of a string.
+    from playwright.sync_api import expect
+
     from tagging import tags
     from tagging.models import PhotoTag
 
@@ -135,7 +138,7 @@ def test_reviewing_a_tag_with_the_keyboard_only(gallery, live_server, browser):
     assert page.is_visible("#legend")
 
     page.keyboard.press("a")  # accept the photo under the cursor
-    page.wait_for_function("document.querySelector('#board [data-count=accepted]').textContent === '1'")
+    expect(page.locator("#board [data-count=accepted]")).to_have_text("1")
     assert count("pending") == 7
 
     page.keyboard.press("ArrowRight")
@@ -144,11 +147,11 @@ def test_reviewing_a_tag_with_the_keyboard_only(gallery, live_server, browser):
     page.keyboard.press(" ")
     assert page.locator("#board .review-item.selected").count() == 2
     page.keyboard.press("r")  # … and reject them together
-    page.wait_for_function("document.querySelector('#board [data-count=rejected]').textContent === '2'")
+    expect(page.locator("#board [data-count=rejected]")).to_have_text("2")
     assert count("pending") == 5
 
     page.keyboard.press("u")  # undo the rejection
-    page.wait_for_function("document.querySelector('#board [data-count=rejected]').textContent === '0'")
+    expect(page.locator("#board [data-count=rejected]")).to_have_text("0")
     assert (count("pending"), count("accepted")) == (7, 1)
     assert PhotoTag.objects.filter(tag=dog, state="accepted").count() == 1
 

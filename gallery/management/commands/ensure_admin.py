@@ -1,6 +1,7 @@
 import os
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from gallery.accounts import ensure_admin
 
@@ -12,7 +13,14 @@ class Command(BaseCommand):
         parser.add_argument("--username", default=os.environ.get("SHOEBOX_ADMIN_USER", "admin"))
 
     def handle(self, *args, **options):
-        password = ensure_admin(options["username"])
+        try:
+            password = ensure_admin(options["username"])
+        except ValidationError as exc:
+            reasons = "\n".join(f"  - {message}" for message in exc.messages)
+            raise CommandError(
+                f"SHOEBOX_ADMIN_PASSWORD is too weak, so no admin account was created:\n{reasons}\n"
+                "Choose a stronger one, or unset it to have one generated."
+            ) from None
         if password is None:
             return
         if os.environ.get("SHOEBOX_ADMIN_PASSWORD"):
