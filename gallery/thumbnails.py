@@ -58,22 +58,48 @@ def _scaled(image: Image.Image, long_edge: int) -> Image.Image:
 
 
 def _write_jpeg(image: Image.Image, path: Path, quality: int) -> None:
-    """Write ``image`` to ``path`` atomically: a ``.part`` file renamed into place.
+    """Write ``image`` to ``path`` atomically and durably: a ``.part`` file renamed into place.
 
     The temporary name is unique (``NAME.<random>.part``) so that two workers
     rendering the same content (duplicate files) never write into one file;
     ``os.replace`` makes the last complete one win. Readers never see a
-    partial JPEG.
+    partial JPEG. The data is fsynced before the rename and the folder after
+    it, so a crash or power cut leaves the old thumbnail or the new one under
+    the real name, never an empty file.
+
+    A worker killed mid-write leaves its ``.part`` file behind: writing a
+    thumbnail removes that thumbnail's ``.part`` files older than five
+    minutes (a younger one may be another worker's write in progress). Only
+    the names of this thumbnail are matched, in the folder already being written.
     """
+    stale_after = 300  # seconds; a write takes milliseconds
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
     try:
         with open(part, "xb") as f:  # 'x': never clobber; the umask sets permissions
             image.save(f, format="JPEG", quality=quality, optimize=False, progressive=False, subsampling="4:2:0")
+            f.flush()
+            os.fsync(f.fileno())
+            now = os.fstat(f.fileno()).st_mtime  # the file system's clock, the one stale files were stamped by
         os.replace(part, path)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(folder)  # the rename itself
+    finally:
+        os.close(folder)
+    prefix = f"{path.name}."
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".part")):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < now - stale_after:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # another worker removed it first
 
 
 def render_thumbnails(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,7 @@ def pgdata():
     base = Path(tempfile.mkdtemp(prefix="shoebox-pgtest-", dir="/tmp"))
     yield base / "pg"
     embedded_postgres.stop(base / "pg")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_server_left_running_by_a_killed_process_is_found_and_reused(pgdata):
@@ -61,3 +65,99 @@ def test_the_data_directory_may_not_live_under_root(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(RuntimeError, match="cannot live under /root"):
         embedded_postgres.start(Path("/root/shoebox/pg"))
+
+
+def test_a_postmaster_pid_naming_an_unrelated_live_process_is_stale(pgdata):
+    # After a reboot the pid in postmaster.pid may belong to anything: it must be neither
+    # "reused" nor signalled, and the server must start fresh.
+    embedded_postgres.start(pgdata)
+    pid_file = pgdata / "postmaster.pid"
+    lines = pid_file.read_text().splitlines()
+    assert embedded_postgres.stop(pgdata) is True
+    assert not pid_file.exists()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text("\n".join([str(sleeper.pid), *lines[1:]]) + "\n")
+        assert embedded_postgres.status(pgdata) is None
+        assert embedded_postgres.stop(pgdata) is False
+        assert sleeper.poll() is None, "stop() left the unrelated process alone"
+
+        params = embedded_postgres.start(pgdata)
+        running = embedded_postgres.status(pgdata)
+        assert running is not None and running["pid"] != sleeper.pid, "a fresh server, not the sleep"
+        with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres") as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        assert embedded_postgres.stop(pgdata) is True
+        assert sleeper.poll() is None, "still untouched after a real start and stop"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_socket_folder_outside_the_data_directory_is_private_or_refused():
+    # A data path too long for a unix socket makes pgserver put the socket in a folder under the
+    # temp directory. Connections on the socket are trusted, so that folder must be private:
+    # as root pgserver makes it world-writable (0777), which Shoebox refuses.
+    base = Path(tempfile.mkdtemp(prefix="shoebox-pgtest-", dir="/tmp"))
+    base.chmod(0o755)
+    pgdata = base / ("long-" * 20) / "pg"
+    assert len(str(pgdata / ".s.PGSQL.5432")) > 107
+    try:
+        if os.geteuid() == 0:
+            with pytest.raises(RuntimeError, match="too long for a unix socket"):
+                embedded_postgres.start(pgdata)
+            assert embedded_postgres.status(pgdata) is None
+        else:
+            params = embedded_postgres.start(pgdata)
+            socket_dir = Path(params["host"])
+            assert socket_dir != pgdata
+            assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+            with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres") as conn:
+                assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        embedded_postgres.stop(pgdata)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_socket_folder_is_made_private_and_one_of_another_user_is_refused(tmp_path):
+    folder = tmp_path / "sock"
+    folder.mkdir()
+    folder.chmod(0o777)
+    embedded_postgres._private_socket_dir(folder, os.geteuid())
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(RuntimeError, match="not a folder"):
+        embedded_postgres._private_socket_dir(link, os.geteuid())
+    if os.geteuid() == 0:
+        os.chown(folder, 12345, -1)  # made beforehand by someone else, in a shared temp dir
+        with pytest.raises(RuntimeError, match="belongs to uid 12345"):
+            embedded_postgres._private_socket_dir(folder, 0)
+
+
+def test_as_root_a_home_directory_is_never_made_readable_by_everyone(monkeypatch):
+    # pgserver, as root, chmods every parent of the data directory g+rx,o+rx.
+    home = Path(tempfile.mkdtemp(prefix="shoebox-home-", dir="/tmp"))  # 0700, like a home directory
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(embedded_postgres, "_home_dirs", lambda: {home})
+    try:
+        with pytest.raises(RuntimeError, match="home directory"):
+            embedded_postgres.start(home / "shoebox" / "pg")
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert not (home / "shoebox").exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_as_root_other_folders_made_readable_outside_the_data_directory_are_named(monkeypatch, caplog):
+    private = Path(tempfile.mkdtemp(prefix="shoebox-private-", dir="/tmp"))  # 0700, not a home directory
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(embedded_postgres, "_home_dirs", lambda: set())
+    try:
+        with caplog.at_level(logging.WARNING, logger="gallery.embedded_postgres"):
+            embedded_postgres._check_location(private / "data" / "pg")
+        assert f"{private} (mode 700 → 755)" in caplog.text
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700, "only named, not changed, by the check"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

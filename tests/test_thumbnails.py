@@ -8,7 +8,10 @@ vipsthumbnail where it is installed. None of these tests needs the database.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -113,6 +116,50 @@ def test_a_failed_write_leaves_no_part_file_and_keeps_the_old_thumbnail(tmp_path
         render_thumbnails(source, HASH, thumb_dir=tmp_path, sizes={"grid": 200}, quality=85, max_pixels=LIMIT)
     assert grid.read_bytes() == before
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_thumbnail_is_on_disk_before_its_name_is(tmp_path, corpus, monkeypatch):
+    # A crash right after the rename must not leave an empty or half-written JPEG under the real
+    # name: the data is fsynced before os.replace, and the folder (the rename itself) after it.
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    render_thumbnails(corpus / "bundled_photo__coffee.jpg", HASH, thumb_dir=tmp_path, sizes={"grid": 400},
+                      quality=85, max_pixels=LIMIT)
+    assert events == ["fsync file", "replace", "fsync folder"]
+
+
+def test_stale_part_files_of_the_same_thumbnail_are_removed_when_it_is_written(tmp_path, corpus):
+    # A worker killed mid-write leaves NAME.<random>.part behind; the next write of that
+    # thumbnail removes the ones older than a few minutes — and nothing else.
+    folder = tmp_path / HASH[:2]
+    folder.mkdir()
+    other_hash = HASH[:2] + "b2" * 31
+    an_hour_ago = time.time() - 3600
+    stale = folder / f"{HASH}-grid.jpg.dead0001.part"
+    in_flight = folder / f"{HASH}-grid.jpg.beef0002.part"  # another worker writing right now
+    other = folder / f"{other_hash}-grid.jpg.dead0003.part"
+    for part in (stale, in_flight, other):
+        part.write_bytes(b"\xff\xd8 half a JPEG")
+    for part in (stale, other):
+        os.utime(part, (an_hour_ago, an_hour_ago))
+
+    render_thumbnails(corpus / "bundled_photo__coffee.jpg", HASH, thumb_dir=tmp_path, sizes={"grid": 400},
+                      quality=85, max_pixels=LIMIT)
+    assert not stale.exists()
+    assert in_flight.exists(), "a recent .part may belong to a write in progress"
+    assert other.exists(), "only the thumbnail being written is looked at"
+    assert thumbnail_path(tmp_path, HASH, "grid").is_file()
 
 
 @pytest.mark.parametrize(
