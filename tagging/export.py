@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,21 @@ def _oserror(exc: OSError, path: Path) -> ExportError:
     return ExportError(f"cannot write {path}: {reason}")
 
 
+@contextmanager
+def _writing(path: Path, temp: Path):
+    """A write through ``temp``: its errors become this file's ExportError, and ``temp`` never stays."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except OSError as exc:
+        raise _oserror(exc, path) from None
+    except RuntimeError as exc:  # exiv2's errors
+        raise ExportError(f"{path}: {exc}") from None
+    finally:
+        _discard(temp)
+
+
 def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = False,
                   dry_run: bool = False) -> FileResult:
     """Create or update the XMP sidecar at ``path``; every other field already in it survives."""
@@ -261,7 +277,7 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
     if dry_run or not result.changes:
         return result
     temp = _temp_beside(path)
-    try:
+    with _writing(path, temp):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             temp.write_bytes(path.read_bytes())
@@ -275,14 +291,6 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
         if changes(check, values):
             raise ExportError(f"{path}: the written sidecar does not read back as written")
         _fsync_replace(temp, path)
-    except ExportError:
-        raise
-    except OSError as exc:
-        raise _oserror(exc, path) from None
-    except RuntimeError as exc:  # exiv2's errors
-        raise ExportError(f"{path}: {exc}") from None
-    finally:
-        _discard(temp)
     result.written = True
     return result
 
@@ -398,7 +406,7 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
         raise ExportError(f"cannot write {path}: the file or its folder is read-only")
     temp = _temp_beside(path)
-    try:
+    with _writing(path, temp):
         before = _pixels_digest(path)
         original = path.read_bytes()
         temp.write_bytes(original)
@@ -424,13 +432,5 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
             if changes(img.read_xmp(), values):
                 raise ExportError(f"{path}: the written file does not read back as written")
         _fsync_replace(temp, path)
-    except ExportError:
-        raise
-    except OSError as exc:
-        raise _oserror(exc, path) from None
-    except RuntimeError as exc:  # exiv2's errors
-        raise ExportError(f"{path}: {exc}") from None
-    finally:
-        _discard(temp)
     result.written = True
     return result

@@ -324,6 +324,20 @@ def photo_export(request, pk: int):
     return redirect("photo_detail", pk=photo.pk)
 
 
+def _queue_export(request, photo_ids, back: str):
+    """Hand these photos' export to the worker with the options of the form; back to ``back``."""
+    from tagging import export_jobs
+
+    try:
+        options = _export_options(request)
+        queued = export_jobs.queue(list(photo_ids()), options)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
+    return redirect(back)
+
+
 @staff_required
 @require_POST
 def tag_export(request, pk: int):
@@ -331,15 +345,8 @@ def tag_export(request, pk: int):
     from tagging import export_jobs
 
     tag = get_object_or_404(Tag, pk=pk)
-    try:
-        options = _export_options(request)
-        ids = list(export_jobs.select(tag=tag.path).values_list("pk", flat=True))
-    except ValueError as exc:
-        messages.error(request, str(exc))
-        return redirect("tag_detail", path=tag.path)
-    queued = export_jobs.queue(ids, options)
-    messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
-    return redirect("tag_detail", path=tag.path)
+    return _queue_export(request, lambda: export_jobs.select(tag=tag.path).values_list("pk", flat=True),
+                         reverse("tag_detail", args=[tag.path]))
 
 
 @staff_required
@@ -350,31 +357,16 @@ def library_export(request, pk: int):
     from tagging import export_jobs
 
     library = get_object_or_404(Library, pk=pk)
-    try:
-        options = _export_options(request)
-    except ValueError as exc:
-        messages.error(request, str(exc))
-        return redirect("library_list")
-    ids = list(export_jobs.select().in_library(library.pk).values_list("pk", flat=True))
-    queued = export_jobs.queue(ids, options)
-    messages.success(request, f"Export of {queued} photos of “{library.name}” queued; progress is on the Jobs page.")
-    return redirect("library_list")
+    return _queue_export(request, lambda: export_jobs.select().in_library(library.pk).values_list("pk", flat=True),
+                         reverse("library_list"))
 
 
 @staff_required
 @require_POST
 def search_export(request):
-    """Queue the export of the photos a search shows (the selection the owner made by searching)."""
-    from tagging import export_jobs
+    """Queue the export of the photos a search finds (up to 500): the selection the owner made by searching."""
     from tagging import search as search_module
 
     q = request.POST.get("q", "")[:1000]
-    response = search_module.search(q, limit=500)
-    try:
-        options = _export_options(request)
-    except ValueError as exc:
-        messages.error(request, str(exc))
-        return redirect(f"{reverse('search')}?{urlencode({'q': q})}")
-    queued = export_jobs.queue([r.photo.pk for r in response.results], options)
-    messages.success(request, f"Export of {queued} photos queued; progress is on the Jobs page.")
-    return redirect(f"{reverse('search')}?{urlencode({'q': q})}")
+    return _queue_export(request, lambda: [r.photo.pk for r in search_module.search(q, limit=500).results],
+                         f"{reverse('search')}?{urlencode({'q': q})}")
