@@ -321,6 +321,12 @@ Q_CLUSTER = {
     "poll": envfloat("SHOEBOX_QUEUE_POLL", 1.0),
     "label": "Tasks",
 }
+# Workers on several machines can share one Postgres (DATABASE_URL) and the ORM broker in it, or a
+# Redis broker: SHOEBOX_REDIS_URL=redis://host:6379/0.
+REDIS_URL = envstr("SHOEBOX_REDIS_URL", "")
+if REDIS_URL:
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = REDIS_URL
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ValueError("SHOEBOX_TASK_RETRY must be longer than SHOEBOX_TASK_TIMEOUT")
 if Q_CLUSTER["max_attempts"] < 1:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: a real headless Chromium (browser
-# tests) and exiftool (reading exported metadata back). Installed with apt
+# tests), exiftool (reading exported metadata back), vips (the thumbnail
+# benchmark's baseline) and redis-server (workers over the Redis broker). Installed with apt
 # when missing; elsewhere, say what to install (those tests then skip with a
 # reason, except on CI where they fail).
 set -euo pipefail
@@ -9,6 +10,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
 command -v vipsthumbnail >/dev/null 2>&1 || need+=(libvips-tools)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "Installing Debian packages: ${need[*]}"

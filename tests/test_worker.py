@@ -230,3 +230,55 @@ def test_two_workers_process_every_photo_once(tmp_path, worker_env, clusters):
     assert set(PhotoStage.objects.values_list("state", "attempts")) == {("done", 1)}, f"no attempt wasted {errors}"
     assert Embedding.objects.count() == n and Caption.objects.count() == n
     assert len(digests) == n and len(set(digests)) == n, "each photo shown to the model exactly once"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server on a free local port, for this test only."""
+    import socket
+
+    from tests.conftest import require_tool
+
+    server = require_tool("redis-server", "redis-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_two_workers_over_a_redis_broker_process_every_photo_once(tmp_path, worker_env, clusters, redis_url,
+                                                                  monkeypatch):
+    """Scale-out: workers that share one Postgres and take their tasks from Redis lose and repeat nothing."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "ORM", None)  # this process hands its tasks to Redis too
+    monkeypatch.setattr(Conf, "REDIS", redis_url)
+    n = 60
+    make_library(tmp_path / "photos", n, seed=4)
+    with FakeVLMServer(models=[MODEL]) as server:
+        env = worker_env(server, SHOEBOX_REDIS_URL=redis_url, SHOEBOX_OPENAI_CONCURRENCY=4,
+                         SHOEBOX_TASK_TIMEOUT=120, SHOEBOX_TASK_RETRY=150)
+        workers = [clusters(env), clusters(env)]
+        wait_for(settled, seconds=240, clusters=workers, what="two workers on Redis to finish")
+        digests = image_digests(server)
+
+    errors = set(PhotoStage.objects.exclude(state="done").values_list("stage", "error"))
+    assert set(PhotoStage.objects.values_list("state", "attempts")) == {("done", 1)}, errors
+    assert Embedding.objects.count() == n and Caption.objects.count() == n
+    assert len(digests) == n and len(set(digests)) == n
