@@ -61,3 +61,22 @@ def staff_required(view):
 
     wrapped.staff_only = True
     return wrapped
+
+
+def client_ip(request) -> str | None:
+    """The visitor's address, for login rate limits.
+
+    ``REMOTE_ADDR``, unless ``SHOEBOX_TRUSTED_PROXIES`` says N proxies stand in front: then the
+    N-th address from the right of ``X-Forwarded-For`` (each proxy appends the address it saw, so
+    entries further left are whatever the client claimed and are not trusted).
+    """
+    from django.conf import settings
+
+    trusted = settings.TRUSTED_PROXIES
+    remote = request.META.get("REMOTE_ADDR")
+    if not trusted:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) < trusted:
+        return remote
+    return forwarded[-trusted][:64]

@@ -179,6 +179,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
 AXES_LOCKOUT_CALLABLE = "gallery.accounts.lockout_response"
+# Behind a reverse proxy every request comes from the proxy's address: with SHOEBOX_TRUSTED_PROXIES=N
+# (the proxies in front of Shoebox, each appending to X-Forwarded-For) the client is the address the
+# outermost trusted proxy saw, so one visitor's failures cannot lock out everyone else.
+TRUSTED_PROXIES = envint("SHOEBOX_TRUSTED_PROXIES", 0)
+if TRUSTED_PROXIES < 0:
+    raise ValueError("SHOEBOX_TRUSTED_PROXIES must be 0 or more")
+AXES_CLIENT_IP_CALLABLE = "gallery.accounts.client_ip"
 
 # --- HTTPS, cookies and headers ------------------------------------------------------
 # Off for a plain http://127.0.0.1 install; SHOEBOX_HTTPS=true when the site is reached over https.

@@ -58,6 +58,32 @@ def test_failed_logins_lock_out_that_user_from_that_address_even_with_the_right_
 
 
 @pytest.mark.django_db
+def test_behind_a_trusted_proxy_one_visitors_failures_do_not_lock_out_the_others(client, staff, settings):
+    settings.TRUSTED_PROXIES = 1
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}  # every request arrives from the proxy
+    attacker = {**proxy, "HTTP_X_FORWARDED_FOR": "owner-spoofed, 203.0.113.9"}  # the proxy appended the last
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in(client, "owner", "wrong-password", **attacker)
+    assert log_in(client, "owner", "pw-owner-123", **attacker).status_code == 429
+    owner = {**proxy, "HTTP_X_FORWARDED_FOR": "198.51.100.4"}
+    assert log_in(client, "owner", "pw-owner-123", **owner)["Location"] == "/", "the owner, elsewhere, gets in"
+
+
+def test_the_client_address_is_the_one_the_trusted_proxy_saw(rf, settings):
+    from gallery.accounts import client_ip
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.9, 10.0.0.1")
+    settings.TRUSTED_PROXIES = 0
+    assert client_ip(request) == "10.0.0.2", "no proxy configured: X-Forwarded-For is the client's own claim"
+    settings.TRUSTED_PROXIES = 1
+    assert client_ip(request) == "10.0.0.1"
+    settings.TRUSTED_PROXIES = 2
+    assert client_ip(request) == "203.0.113.9"
+    settings.TRUSTED_PROXIES = 5
+    assert client_ip(request) == "10.0.0.2", "fewer entries than proxies: the header is not trusted"
+
+
+@pytest.mark.django_db
 def test_fewer_failures_than_the_limit_lock_nothing_and_a_success_clears_them(client, staff, settings):
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         log_in(client, "owner", "wrong-password")
