@@ -4,8 +4,7 @@ import re
 
 from django.utils.functional import SimpleLazyObject
 
-from gallery import stages
-from gallery.models import PhotoStage
+from gallery import engine, stages
 
 # How ``tagging.availability.ModelUnavailable.message`` begins. A model name may hold a colon
 # itself (``ViT-B-32:laion2b_s34b_b79k``), so the name ends where " is not available: " starts.
@@ -28,15 +27,7 @@ def headline(spec: stages.StageSpec, message: str) -> str:
 
 def _problems() -> list[dict]:
     """One entry per stage that waits for something it needs (model weights, a server)."""
-    problems = []
-    for spec in stages.ordered():
-        message = (
-            PhotoStage.objects.filter(stage=spec.name, state=PhotoStage.State.UNAVAILABLE)
-            .values_list("error", flat=True).first()
-        )
-        if message:
-            problems.append({"headline": headline(spec, message), "detail": message})
-    return problems
+    return [{"headline": headline(spec, message), "detail": message} for spec, message in engine.unavailable()]
 
 
 def model_banner(request):

@@ -527,16 +527,21 @@ def stage_counts() -> dict[str, dict[str, int]]:
     return counts
 
 
-def unavailable_messages() -> list[str]:
-    """One message per stage whose model is missing (for the banner)."""
-    messages = []
+def unavailable() -> list[tuple[StageSpec, str]]:
+    """(stage, message) for each stage that waits for something it needs (model weights, a server)."""
+    found = []
     for spec in stages.ordered():
         message = (
             PhotoStage.objects.filter(stage=spec.name, state=State.UNAVAILABLE).values_list("error", flat=True).first()
         )
         if message:
-            messages.append(message)
-    return messages
+            found.append((spec, message))
+    return found
+
+
+def unavailable_messages() -> list[str]:
+    """One message per stage whose model is missing (``process`` prints them)."""
+    return [message for _, message in unavailable()]
 
 
 def recent_failures(limit: int = 50):

@@ -240,10 +240,8 @@ def review_decide(request, pk: int):
 @require_POST
 def review_undo(request):
     tags.undo(request.user)
-    tag = Tag.objects.filter(pk=_ids([request.POST.get("tag")])[0]).first() if _ids([request.POST.get("tag")]) else None
-    if tag is not None:
-        return _board(request, tag)
-    return redirect(request.POST.get("next") if str(request.POST.get("next", "")).startswith("/") else "review")
+    tag = Tag.objects.filter(pk__in=_ids([request.POST.get("tag")])).first()
+    return _board(request, tag) if tag is not None else redirect("review")
 
 
 @staff_required
