@@ -27,6 +27,12 @@ class CaptionRequest:
 
     image: PIL.Image.Image  # RGB, upright, long edge <= settings.CAPTION_IMAGE_SIZE
     prompt: str
+    # A smaller token budget than the backend's own (a short first pass); None = the backend's.
+    max_new_tokens: int | None = None
+
+    def budget(self, default: int) -> int:
+        """The most new tokens this request may generate: its own budget, never above ``default``."""
+        return default if not self.max_new_tokens else max(1, min(self.max_new_tokens, default))
 
 
 @dataclass

@@ -120,7 +120,7 @@ class MlxBackend(CaptionBackend):
                 processor,
                 prompt,
                 image=[request.image],
-                max_tokens=self.max_new_tokens,
+                max_tokens=request.budget(self.max_new_tokens),
                 temperature=0.0,
                 skip_special_tokens=True,
             ):

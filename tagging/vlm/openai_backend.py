@@ -203,7 +203,7 @@ class OpenAIBackend(CaptionBackend):
                 }
             ],
             "temperature": 0,
-            "max_tokens": self.max_tokens,
+            "max_tokens": request.budget(self.max_tokens),
             "stream": False,
         }
         started = time.monotonic()

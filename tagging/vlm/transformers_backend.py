@@ -305,11 +305,13 @@ class TransformersBackend(CaptionBackend):
         inputs = loaded.processor(text=texts, images=images, padding=True, return_tensors="pt")
         return inputs.to(loaded.device, dtype=loaded.model.dtype)
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """Greedy, bounded decoding."""
+    def generate_kwargs(self, requests: list[CaptionRequest] | None = None) -> dict[str, Any]:
+        """Greedy, bounded decoding (the largest budget among ``requests``)."""
         loaded = self.loaded
+        budget = max((r.budget(self.max_new_tokens) for r in requests), default=self.max_new_tokens) \
+            if requests else self.max_new_tokens
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=budget,
             do_sample=False,
             num_beams=1,
             temperature=None,
@@ -318,7 +320,7 @@ class TransformersBackend(CaptionBackend):
             pad_token_id=loaded.pad_id,
         )
         if self.min_new_tokens:
-            kwargs["min_new_tokens"] = self.min_new_tokens
+            kwargs["min_new_tokens"] = min(self.min_new_tokens, budget)
         return kwargs
 
     def caption(self, requests: list[CaptionRequest]) -> list[CaptionOutput]:
@@ -341,7 +343,7 @@ class TransformersBackend(CaptionBackend):
             inputs = self.prepare(requests)
             with torch.inference_mode():
                 sequences = loaded.model.generate(
-                    **inputs, **self.generate_kwargs(), stopping_criteria=StoppingCriteriaList([clock])
+                    **inputs, **self.generate_kwargs(requests), stopping_criteria=StoppingCriteriaList([clock])
                 )
         except (torch.OutOfMemoryError, MemoryError) as exc:
             raise CaptionError(
