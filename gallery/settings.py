@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "csp",
     "gallery",
     "tagging",
+    "people",
+    "ocr",
 ]
 
 MIDDLEWARE = [
