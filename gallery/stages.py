@@ -67,6 +67,9 @@ class StageSpec:
     # Run only for the photos someone asks for (metadata export): no row is made for every photo,
     # and ``model`` carries the request's options rather than a configured model.
     on_demand: bool = False
+    # Whether the stage runs at all now (a setting can switch a whole stage off: faces, OCR).
+    # A disabled stage is left out of every listing below, as if it were not registered.
+    enabled: Callable[[], bool] = lambda: True
 
     @property
     def title(self) -> str:
@@ -96,7 +99,7 @@ def unregister(name: str) -> None:
 
 def ordered() -> list[StageSpec]:
     """Every stage, in the order they run (``order``, then name)."""
-    return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.name))
+    return sorted((s for s in _REGISTRY.values() if s.enabled()), key=lambda s: (s.order, s.name))
 
 
 def names() -> list[str]:

@@ -45,9 +45,15 @@ def corpus() -> Path:
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path_factory):
-    """Thumbnails in a folder of each test's own, never in ./data; static files without collectstatic."""
+    """Thumbnails in a folder of each test's own, never in ./data; static files without collectstatic.
+
+    The faces and OCR stages are off unless a test turns them on (``people_stages``): their
+    real models cost about a second a photo, which the other pipeline tests do not need.
+    """
     settings.THUMBNAIL_DIR = tmp_path_factory.mktemp("thumbs")
     settings.GEOCODE = True
+    settings.FACES = False
+    settings.OCR = False
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
