@@ -43,6 +43,12 @@ def corpus() -> Path:
     return CORPUS
 
 
+# Worker and server processes the tests start inherit this: no faces or OCR stage there
+# either, unless a test's environment turns them on.
+os.environ.setdefault("SHOEBOX_FACES", "0")
+os.environ.setdefault("SHOEBOX_OCR", "0")
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path_factory):
     """Thumbnails in a folder of each test's own, never in ./data; static files without collectstatic.
