@@ -36,6 +36,24 @@ class Person(models.Model):
     def named(self) -> bool:
         return bool(self.name)
 
+    @classmethod
+    def refresh(cls, ids) -> None:
+        """Recount the faces of the persons ``ids`` and choose each one's cover (the largest,
+        sharpest face); persons left without faces, no name and no owner's decision are deleted."""
+        ids = {i for i in ids if i is not None}
+        if not ids:
+            return
+        for person in cls.objects.filter(pk__in=ids):
+            faces = Face.objects.filter(person=person)
+            person.face_count = faces.count()
+            if person.face_count == 0 and not person.name and not person.hidden:
+                person.delete()
+                continue
+            if person.cover_id is None or not faces.filter(pk=person.cover_id).exists():
+                person.cover = faces.order_by(
+                    models.F("size").desc(), models.F("sharpness").desc(nulls_last=True), "pk").first()
+            person.save(update_fields=["face_count", "cover", "updated_at"])
+
 
 class Face(models.Model):
     """One face in one photo."""
