@@ -93,8 +93,9 @@ class PhotoMetadata:
     ``exif`` / ``iptc`` / ``xmp`` (bool: block found), ``warnings`` (list of str), ``sources``
     ({field: "exif" | "xmp" | "iptc" | "sidecar"}, keywords as a list), and when stated
     ``software``, ``artist``, ``copyright``, ``city``, ``sublocation``, ``state``, ``country``,
-    ``sidecars`` (names), ``extended_xmp``, ``taken_at_date_only`` and ``file_orientation``
-    (HEIF: the orientation pillow-heif already applied to the pixels).
+    ``sidecars`` (names), ``extended_xmp``, ``taken_at_date_only``, ``file_orientation``
+    (HEIF: the orientation pillow-heif already applied to the pixels) and ``face_regions``
+    (named face regions other tools wrote: see ``_face_regions``).
     """
 
     taken_at: datetime | None = None  # naive wall-clock time as the camera recorded it (UTC for GPS and mtime)
@@ -153,6 +154,8 @@ _NS_LIGHTROOM = "http://ns.adobe.com/lightroom/1.0/"
 _NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
 _NS_MS_PHOTO = "http://ns.microsoft.com/photo/1.0"
 _NS_XMP_NOTE = "http://ns.adobe.com/xmp/note/"
+_NS_MWG_RS = "http://www.metadataworkinggroup.com/schemas/regions/"
+_NS_MP_12 = "http://ns.microsoft.com/photo/1.2/"  # Microsoft Photo regions (MP:RegionInfo)
 # Namespace URIs as some writers misspell them (Windows adds a slash), as exiftool accepts them.
 _NS_ALIASES = {"http://ns.microsoft.com/photo/1.0/": _NS_MS_PHOTO}
 
@@ -1053,7 +1056,8 @@ def _xmp_facts_or_warn(data, log: _Log, what: str) -> _Facts | None:
 
 def _xmp_facts(data: bytes | str, log: _Log) -> _Facts:
     """Facts from one XMP packet; raises XmpError when it cannot be parsed safely."""
-    props = _xmp_properties(_parse_xmp_tree(data))
+    tree = _parse_xmp_tree(data)
+    props = _xmp_properties(tree)
 
     def first(ns, name) -> str:
         values = props.get((ns, name))
@@ -1113,6 +1117,8 @@ def _xmp_facts(data: bytes | str, log: _Log) -> _Facts:
             log.warn(f"XMP GPS altitude is unreadable: {altitude_text!r}")
         else:
             facts["altitude"] = -abs(altitude) if first(_NS_EXIF, "GPSAltitudeRef") == "1" else altitude
+    if regions := _face_regions(tree, log):
+        facts["regions"] = regions
     return facts
 
 
@@ -1219,6 +1225,156 @@ def _xmp_coordinate(text: str, refs: str) -> float | None:
 
 
 # --------------------------------------------------------------------------------------
+# Face regions
+# --------------------------------------------------------------------------------------
+
+MAX_FACE_REGIONS = 100  # per packet; a group photo has a few dozen at most
+_REGION_SLACK = 0.01  # how far an edge may stray outside 0–1 (rounding by the writer) before it is bad data
+
+
+def _face_regions(root: Element, log: _Log) -> list[dict]:
+    """Named face regions of one packet: MWG (``mwg-rs:Regions``), else Microsoft Photo (``MP:RegionInfo``).
+
+    Each is ``{"format": "mwg" | "mp", "name", "box": [x, y, w, h], "applied_to": [w, h] | None}``:
+    the box top-left based, as fractions of the image the region was written for, in that
+    image's frame (MWG: the stored pixels, before the Orientation is applied; see
+    ``people.regions`` for turning it upright). Regions that are not faces are left out
+    quietly; faces without a name or with an unusable area are left out with a warning.
+    """
+    rdf = root if root.tag == f"{{{_RDF}}}RDF" else root.find(f".//{{{_RDF}}}RDF")
+    mwg, mp = [], []
+    for description in rdf.findall(f"{{{_RDF}}}Description") if rdf is not None else []:
+        for prop in description:
+            if not isinstance(prop.tag, str):
+                continue
+            if prop.tag == f"{{{_NS_MWG_RS}}}Regions":
+                mwg.append(prop)
+            elif prop.tag in (f"{{{_NS_MP_12}}}RegionInfo", f"{{{_NS_MP_12.rstrip('/')}}}RegionInfo"):
+                mp.append(prop)
+    skipped: dict[str, int] = {}
+    regions = [r for prop in mwg for r in _mwg_regions(prop, skipped)]
+    if not mwg:  # digiKam writes the same faces in both; MWG is the standard one
+        regions = [r for prop in mp for r in _mp_regions(prop, skipped)]
+    for reason, count in skipped.items():
+        log.warn(f"{count} face region{'s' if count > 1 else ''} skipped: {reason}")
+    if len(regions) > MAX_FACE_REGIONS:
+        log.warn(f"{len(regions)} face regions; only the first {MAX_FACE_REGIONS} were read")
+        regions = regions[:MAX_FACE_REGIONS]
+    return regions
+
+
+def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
+    info = _struct_fields(prop)
+    applied = None
+    if (dims := info.get("AppliedToDimensions")) is not None:
+        fields = _struct_fields(dims) if isinstance(dims, Element) else {}
+        w, h = _number(_field_text(fields.get("w"))), _number(_field_text(fields.get("h")))
+        if w is not None and h is not None and w > 0 and h > 0:
+            applied = [w, h]
+        else:
+            _count(skipped, "mwg-rs:AppliedToDimensions is not a usable size (ignored)")
+    found = []
+    for item in _array_items(info.get("RegionList"), MAX_FACE_REGIONS * 2):
+        fields = _struct_fields(item)
+        kind = _clean(_field_text(fields.get("Type")))
+        if kind and kind.casefold() != "face":
+            continue  # a pet, a focus point, a barcode
+        area = fields.get("Area")
+        area = _struct_fields(area) if isinstance(area, Element) else {}
+        x, y, w, h = (_number(_field_text(area.get(k))) for k in ("x", "y", "w", "h"))
+        unit = _clean(_field_text(area.get("unit"))).casefold()
+        if None not in (x, y, w, h) and unit == "pixel" and applied:
+            x, y, w, h = x / applied[0], y / applied[1], w / applied[0], h / applied[1]
+        elif unit not in ("", "normalized"):
+            _count(skipped, f"area unit {unit[:20]!r} is not understood")
+            continue
+        box = None if None in (x, y, w, h) else _region_box(x - w / 2, y - h / 2, w, h)  # MWG: x, y = centre
+        _add_region(found, "mwg", _field_text(fields.get("Name")), box, applied, skipped)
+    return found
+
+
+def _mp_regions(prop: Element, skipped: dict) -> list[dict]:
+    found = []
+    for item in _array_items(_struct_fields(prop).get("Regions"), MAX_FACE_REGIONS * 2):
+        fields = _struct_fields(item)
+        rectangle = _field_text(fields.get("Rectangle"))
+        parts = [_number(p) for p in rectangle.split(",")] if rectangle else []
+        box = _region_box(*parts) if len(parts) == 4 and None not in parts else None  # x, y = top left
+        _add_region(found, "mp", _field_text(fields.get("PersonDisplayName")), box, None, skipped)
+    return found
+
+
+def _add_region(found: list, kind: str, name: str, box, applied, skipped: dict) -> None:
+    name = " ".join(_clean(name).split())[:200]
+    if not name:
+        _count(skipped, "a face region without a name")
+    elif box is None:
+        _count(skipped, f"the area of the face region of {name[:60]!r} is not a box inside the image")
+    else:
+        found.append({"format": kind, "name": name, "box": [round(v, 6) for v in box], "applied_to": applied})
+
+
+def _region_box(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float] | None:
+    """A top-left box clamped to the image; None if it is empty, larger than the image or outside it."""
+    if not (0 < w <= 1 + _REGION_SLACK and 0 < h <= 1 + _REGION_SLACK):
+        return None
+    if x < -_REGION_SLACK or y < -_REGION_SLACK or x + w > 1 + _REGION_SLACK or y + h > 1 + _REGION_SLACK:
+        return None
+    left, top = max(0.0, x), max(0.0, y)
+    right, bottom = min(1.0, x + w), min(1.0, y + h)
+    return (left, top, right - left, bottom - top) if right > left and bottom > top else None
+
+
+def _count(skipped: dict, reason: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
+
+
+def _struct_fields(node: Element) -> dict:
+    """The fields of an XMP structure by local name, in any of RDF's spellings.
+
+    ``rdf:parseType="Resource"``, a nested ``rdf:Description`` and fields written as
+    attributes (exiv2's way) all give the same dict: text for simple fields, the element
+    for structures and arrays.
+    """
+    out: dict = {}
+
+    def attributes(element):
+        for key, value in element.attrib.items():
+            if key.startswith("{") and not key.startswith(f"{{{_RDF}}}"):
+                out.setdefault(key.rpartition("}")[2], value)
+
+    attributes(node)
+    children = [c for c in node if isinstance(c.tag, str)]
+    if len(children) == 1 and children[0].tag == f"{{{_RDF}}}Description":
+        attributes(children[0])
+        children = [c for c in children[0] if isinstance(c.tag, str)]
+    for child in children:
+        if child.tag.startswith("{") and not child.tag.startswith(f"{{{_RDF}}}"):
+            out.setdefault(child.tag.rpartition("}")[2], child)
+    return out
+
+
+def _field_text(value) -> str:
+    """A simple field's text (the default item of a language alternative)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    values = _xmp_values(value)
+    return values[0] if values else ""
+
+
+def _array_items(value, limit: int) -> list[Element]:
+    """The ``rdf:li`` items of an array property (at most ``limit``)."""
+    if not isinstance(value, Element):
+        return []
+    for container in value:
+        if container.tag in (f"{{{_RDF}}}Bag", f"{{{_RDF}}}Seq", f"{{{_RDF}}}Alt"):
+            return [li for li in container if li.tag == f"{{{_RDF}}}li"][:limit]
+    return []
+
+
+# --------------------------------------------------------------------------------------
 # Merging
 # --------------------------------------------------------------------------------------
 
@@ -1295,6 +1451,13 @@ def _merge(*, exif, iptc, xmp, sidecars, iptc_changed: bool) -> PhotoMetadata:
         value = pick(name, [("exif", exif)] + mirrored + sidecar_blocks)
         if value:
             extra[name] = value
+
+    # Face regions: the first sidecar that has any (the owner's latest edits), else the file's XMP.
+    for source, facts in sidecar_blocks + [("xmp", xmp)]:
+        if facts and facts.get("regions"):
+            extra["face_regions"] = facts["regions"]
+            sources["face_regions"] = source
+            break
 
     meta.keywords, keyword_sources = _keywords(sidecars, mirrored, xmp, exif)
     if keyword_sources:
