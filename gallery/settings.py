@@ -355,6 +355,13 @@ SCAN_SLICE_SECONDS = envint("SHOEBOX_SCAN_SLICE", max(5, Q_CLUSTER["timeout"] //
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 WORKER_THREADS = envint("SHOEBOX_WORKER_THREADS", max(1, (os.cpu_count() or 1) // max(1, Q_CLUSTER["workers"])))
 os.environ.setdefault("OMP_NUM_THREADS", str(WORKER_THREADS))
+# Text in photos (the OCR stage, SHOEBOX_OCR): onnxruntime threads per worker process, the long
+# edge in px the text detector reads the viewer thumbnail at, and the lowest recognition score kept
+# (bench/ocr_bench.py measured both).
+OCR_THREADS = envint("SHOEBOX_OCR_THREADS", WORKER_THREADS)
+OCR_DET_SIZE = envint("SHOEBOX_OCR_DET_SIZE", 1280)
+OCR_MIN_SCORE = envfloat("SHOEBOX_OCR_MIN_SCORE", 0.6)
+OCR_BATCH = envint("SHOEBOX_OCR_BATCH", 20)
 
 LOGGING = {
     "version": 1,

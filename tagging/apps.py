@@ -7,6 +7,7 @@ class TaggingConfig(AppConfig):
 
     def ready(self):
         from gallery import scans
+        from ocr import runners as ocr_runners
         from tagging import documents, export_jobs, runners, tags
 
         runners.register()  # embedding, caption, tag scores: after thumbnails, cheap first
@@ -14,3 +15,5 @@ class TaggingConfig(AppConfig):
         # Keywords in the files become accepted tags, then the search documents are rebuilt.
         scans.AFTER_SCAN.append(tags.import_file_keywords)
         scans.AFTER_SCAN.append(documents.refresh)
+        # Text read in photos is searchable as soon as it is read.
+        ocr_runners.DOCUMENTS_CHANGED.append(documents.refresh)

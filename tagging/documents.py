@@ -10,6 +10,8 @@ names); B — title and the one-sentence caption (the owner's when there is
 one); C — descriptions, the structured caption fields and suggested tags
 (weaker evidence until the owner accepts them); D — place names, camera,
 file and folder names (``simple`` configuration: names are not stemmed).
+Text read in the photo (the OCR stage) counts at C, in both configurations: a sign's
+words are found as typed, stemmed or not; the OCR stage refreshes its photos' documents.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ SELECT p.id,
     setweight(to_tsvector('english', array_to_string(p.keywords, ' ') || ' ' || coalesce(t.accepted, '')), 'A') ||
     setweight(to_tsvector('english', p.title || ' ' || coalesce(o.caption, c.caption, '')), 'B') ||
     setweight(to_tsvector('english', left(p.description, 20000) || ' ' || left(coalesce(c.description, ''), 20000)
-                                     || ' ' || left(coalesce(c.fields, ''), 20000) || ' ' || coalesce(t.suggested, '')), 'C') ||
+                                     || ' ' || left(coalesce(c.fields, ''), 20000) || ' ' || coalesce(t.suggested, '')
+                                     || ' ' || left(coalesce(ocr.text, ''), 20000)), 'C') ||
+    setweight(to_tsvector('simple', left(coalesce(ocr.text, ''), 20000)), 'C') ||
     setweight(to_tsvector('simple', concat_ws(' ', p.place_city, p.place_region, p.place_country,
                                               p.camera_make, p.camera_model, p.lens, f.paths)), 'D') ||
     setweight(to_tsvector('english', concat_ws(' ', p.place_city, p.place_region, p.place_country, f.paths)), 'D'),
@@ -42,6 +46,7 @@ LEFT JOIN LATERAL (
     FROM tagging_caption c WHERE c.photo_id = p.id ORDER BY c.created_at DESC LIMIT 1
 ) c ON true
 LEFT JOIN tagging_ownercaption o ON o.photo_id = p.id
+LEFT JOIN ocr_phototext ocr ON ocr.photo_id = p.id
 LEFT JOIN LATERAL (
     SELECT string_agg(replace(tg.path, '/', ' '), ' ') FILTER (WHERE pt.state = 'accepted') AS accepted,
            string_agg(tg.name, ' ') FILTER (WHERE pt.state = 'suggested') AS suggested

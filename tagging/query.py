@@ -18,7 +18,8 @@ What can be typed, in any order::
     library:Family               library by name
     folder:2019/summer           folder path prefix (surrounding slashes dropped)
     tag:beach  -tag:people       tag required / tag excluded
-    has:gps                      also has:caption, has:embedding, has:keywords
+    has:gps                      also has:caption, has:embedding, has:keywords,
+                                 has:text (text was read in the photo)
 
 How pieces combine — everything below is ANDed together:
 
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 FILTER_KEYS = ("after", "before", "camera", "folder", "has", "library", "place", "tag")
-HAS_VALUES = frozenset({"caption", "embedding", "gps", "keywords"})
+HAS_VALUES = frozenset({"caption", "embedding", "gps", "keywords", "text"})
 # More problems than this are summed up in one last line: the list sits above the results.
 MAX_ERRORS = 10
 # The fields that say what to search for (``errors`` only says what went wrong).

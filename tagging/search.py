@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from gallery.models import Photo, SourceFile
+from ocr.models import PhotoText
 from tagging import clip
 from tagging.availability import ModelUnavailable
 from tagging.models import Caption, Embedding, PhotoTag, SearchDocument
@@ -169,6 +170,8 @@ def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
         qs = qs.filter(Exists(Embedding.objects.filter(photo=OuterRef("pk"))))
     if "keywords" in q.has:
         qs = qs.exclude(keywords=[])
+    if "text" in q.has:  # served by the partial index phototext_has_text
+        qs = qs.filter(Exists(PhotoText.objects.filter(photo=OuterRef("pk")).exclude(text="")))
     return qs
 
 

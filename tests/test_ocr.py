@@ -1,0 +1,148 @@
+"""Text in photos: the OCR stage with the real PP-OCRv4 models from the rapidocr-onnxruntime wheel.
+
+Photos with known words are drawn here (DejaVu fonts on real corpus photos), imported like any
+other photo, and read through the engine; what they say is then found through the search box.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from gallery import engine, libraries, scans, stages
+from gallery.models import Photo, PhotoStage
+from gallery.runners import THUMBNAIL
+from gallery.thumbnails import thumbnail_path
+from ocr import reader as ocr_reader
+from ocr.models import PhotoText
+from ocr.runners import OCR
+from tagging import search
+
+pytestmark = pytest.mark.django_db
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+SERIF = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
+SIGN_WORDS = ("GRANDVIEW", "BAKERY")
+NO_TEXT = "bundled_photo__cat_chelsea.jpg"
+
+
+@pytest.fixture
+def ocr_on(settings):
+    if not FONT.is_file():
+        pytest.skip(f"{FONT} is not installed (Debian package fonts-dejavu-core)")
+    settings.OCR = True
+    settings.OCR_THREADS = 1
+    return settings
+
+
+def draw_sign(corpus: Path, dest: Path) -> Path:
+    """A corpus photo with a shop sign pasted on it: "GRANDVIEW BAKERY" above "Open daily 7-19"."""
+    photo = Image.open(corpus / "bundled_photo__coffee.jpg").convert("RGB").resize((1200, 800))
+    draw = ImageDraw.Draw(photo)
+    draw.rectangle((150, 120, 1050, 420), fill=(245, 240, 225))
+    draw.text((200, 150), " ".join(SIGN_WORDS), font=ImageFont.truetype(str(FONT), 80), fill=(120, 20, 20))
+    draw.text((200, 300), "Open daily 7-19", font=ImageFont.truetype(str(SERIF), 60), fill=(20, 20, 20))
+    photo.save(dest, quality=92)
+    return dest
+
+
+def import_and_read(library_dir, corpus, *extra: str):
+    draw_sign(corpus, library_dir.path / "bakery.jpg")
+    for name in extra:
+        library_dir.add(name)
+    library, _ = libraries.add_library(str(library_dir.path))
+    scans.import_library(library, sync=True)
+    return engine.run_pending(OCR)
+
+
+def test_the_stage_is_registered_after_thumbnails_and_only_when_switched_on(settings):
+    settings.OCR = False
+    assert OCR not in stages.names()
+    settings.OCR = True
+    spec = stages.get(OCR)
+    assert OCR in stages.names() and spec.needs == (THUMBNAIL,) and spec.rerunnable
+    assert stages.get(THUMBNAIL).order < spec.order < stages.get("caption").order
+    assert spec.title == "Text in photos" and spec.model().startswith("rapidocr-")
+
+
+def test_a_photo_with_words_is_read_and_found_by_searching_them(ocr_on, library_dir, corpus):
+    result = import_and_read(library_dir, corpus, NO_TEXT)
+    assert result["done"] == 2 and result["failed"] == 0
+
+    sign = Photo.objects.get(files__relpath="bakery.jpg")
+    cat = Photo.objects.get(files__relpath=NO_TEXT)
+    assert PhotoStage.objects.get(photo=sign, stage=OCR).state == PhotoStage.State.DONE
+    read = PhotoText.objects.get(photo=sign)
+    texts = [line["text"] for line in read.lines]
+    # The detector may split a line at a wide gap between words; the order stays the reading order.
+    assert " ".join(texts).upper().startswith(" ".join(SIGN_WORDS)), texts
+    assert "open daily" in read.text.lower()
+    assert read.model == stages.get(OCR).model() and read.seconds > 0
+    for line in read.lines:
+        assert 0.6 <= line["score"] <= 1
+        assert len(line["box"]) == 4 and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in line["box"])
+    # The sign was drawn at x 150–1050, y 120–420 of a 1200 × 800 photo.
+    xs = [x for x, _ in read.lines[0]["box"]]
+    ys = [y for _, y in read.lines[0]["box"]]
+    assert 0.12 < min(xs) < max(xs) < 0.9 and 0.15 < min(ys) < max(ys) < 0.35
+
+    found = {r.photo.pk for r in search.search("bakery").results}
+    assert found == {sign.pk}
+    assert {r.photo.pk for r in search.search("grandview daily").results} == {sign.pk}
+    assert {r.photo.pk for r in search.search("has:text").results} == {sign.pk}
+    assert cat.pk not in {r.photo.pk for r in search.search("has:text").results}
+
+
+def test_a_photo_without_text_gets_a_row_with_no_lines(ocr_on, library_dir, corpus):
+    import_and_read(library_dir, corpus, NO_TEXT)
+    cat = Photo.objects.get(files__relpath=NO_TEXT)
+    read = PhotoText.objects.get(photo=cat)
+    assert read.lines == [] and read.text == ""
+    assert PhotoStage.objects.get(photo=cat, stage=OCR).state == PhotoStage.State.DONE
+    assert not search.search("has:text -bakery").results
+
+
+def test_an_unreadable_thumbnail_fails_that_photo_with_a_reason(ocr_on, library_dir, corpus):
+    draw_sign(corpus, library_dir.path / "bakery.jpg")
+    library_dir.add(NO_TEXT)
+    library, _ = libraries.add_library(str(library_dir.path))
+    scans.import_library(library, sync=True)
+    sign = Photo.objects.get(files__relpath="bakery.jpg")
+    viewer = thumbnail_path(ocr_on.THUMBNAIL_DIR, sign.content_hash, "viewer")
+    viewer.write_bytes(viewer.read_bytes()[:300])  # cut off after the header
+
+    result = engine.run_pending(OCR)
+
+    assert result["done"] == 1 and result["failed"] == 1
+    row = PhotoStage.objects.get(photo=sign, stage=OCR)
+    assert row.state == PhotoStage.State.FAILED and "truncated" in row.error.lower()
+    assert not PhotoText.objects.filter(photo=sign).exists()
+    assert PhotoText.objects.filter(photo__files__relpath=NO_TEXT).exists(), "the other photo is read"
+
+
+def test_the_photo_page_shows_the_text_read(ocr_on, library_dir, corpus, viewer_client):
+    import_and_read(library_dir, corpus)
+    sign = Photo.objects.get(files__relpath="bakery.jpg")
+    page = viewer_client.get(f"/photos/{sign.pk}/").content.decode()
+    assert "Text in the photo" in page
+    for line in PhotoText.objects.get(photo=sign).lines:
+        assert line["text"] in page
+
+
+def test_the_reader_returns_lines_in_reading_order_with_boxes_as_fractions():
+    if not FONT.is_file():
+        pytest.skip(f"{FONT} is not installed")
+    image = Image.new("RGB", (1000, 600), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONT), 56)
+    draw.text((560, 60), "RIGHT", font=font, fill=(0, 0, 0))   # same row as LEFT, drawn first
+    draw.text((60, 70), "LEFT", font=font, fill=(0, 0, 0))
+    draw.text((300, 400), "BOTTOM", font=font, fill=(0, 0, 0))
+    reading = ocr_reader.Reader(threads=1).read(image)
+    assert [line.text for line in reading.lines] == ["LEFT", "RIGHT", "BOTTOM"]
+    bottom = reading.lines[2].box
+    assert 0.25 < bottom[0][0] < 0.35 and 0.62 < bottom[0][1] < 0.72, bottom
+    blank = ocr_reader.Reader(threads=1).read(Image.new("RGB", (800, 600), (90, 140, 200)))
+    assert blank.lines == [] and blank.regions == 0
