@@ -213,10 +213,34 @@ class _Read:
     meta: metadata.PhotoMetadata | None = None
     outcome: str = ""
     reason: str = ""
+    changing: bool = False  # changed while read: reported, nothing stored, read again next scan
+
+
+CHANGING = "the file changed while it was being read (still being copied or saved?): it is read again at the next scan"
+
+
+class LibraryVanished(OSError):
+    """The library's folder disappeared during a scan (a drive unplugged, a share unmounted)."""
 
 
 def _read_file(abspath: bytes, entry: _Entry, *, max_pixels: int) -> _Read:
+    """Hash, identify and read the metadata of one file, as it is when the read starts.
+
+    The file's size and time are taken again just before reading (it may have
+    been replaced since the folder was listed) and compared afterwards: a file
+    that changed while it was read (a copy still running) is reported and left
+    for the next scan rather than stored half-read.
+    """
     r = _Read(entry)
+    try:
+        before = os.stat(abspath)
+    except OSError as exc:
+        r.outcome, r.reason = Outcome.FAILED, f"cannot read file: {exc.strerror or exc}"
+        return r
+    if not stat.S_ISREG(before.st_mode):
+        r.outcome, r.reason = Outcome.FAILED, "no longer a regular file"
+        return r
+    entry.size, entry.mtime_ns = before.st_size, before.st_mtime_ns
     if entry.size == 0:
         r.outcome, r.reason = Outcome.SKIPPED, "empty file (0 bytes)"
         return r
@@ -225,13 +249,13 @@ def _read_file(abspath: bytes, entry: _Entry, *, max_pixels: int) -> _Read:
         info = imaging.identify(abspath, max_pixels=max_pixels)
     except imaging.SkipFile as exc:
         r.outcome, r.reason = Outcome.SKIPPED, exc.reason
-        return r
+        return _unless_changed(r, abspath, before)
     except imaging.BrokenImage as exc:
         r.outcome, r.reason = Outcome.FAILED, exc.reason
-        return r
+        return _unless_changed(r, abspath, before)
     except OSError as exc:
         r.outcome, r.reason = Outcome.FAILED, f"cannot read file: {exc.strerror or exc}"
-        return r
+        return _unless_changed(r, abspath, before)
     try:
         r.meta = metadata.read_metadata(abspath, info.image, mtime=entry.mtime_ns / 1e9)
     except OSError as exc:
@@ -241,6 +265,18 @@ def _read_file(abspath: bytes, entry: _Entry, *, max_pixels: int) -> _Read:
             info.image.close()
             info.image = None
     r.info = info
+    return _unless_changed(r, abspath, before)
+
+
+def _unless_changed(r: _Read, abspath: bytes, before: os.stat_result) -> _Read:
+    """``r``, or a result saying the file changed while it was read (nothing of it is stored)."""
+    try:
+        after = os.stat(abspath)
+        same = (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    except OSError:
+        same = False
+    if not same:
+        r.outcome, r.reason, r.info, r.meta, r.changing = Outcome.FAILED, CHANGING, None, None, True
     return r
 
 
@@ -309,6 +345,7 @@ class Scanner:
             raise FileNotFoundError(f"library folder does not exist or is not a folder: {self.library.root}")
         skip = {os.fsencode(str(settings.DATA_DIR))}
         entries = list(walk(self.root, skip=skip))
+        self._check_root()
         known = {bytes(sf.path_bytes): sf for sf in SourceFile.objects.filter(library=self.library)}
         seen = {e.rel for e in entries}
         self.vanished = {rel: sf for rel, sf in known.items() if rel not in seen}
@@ -338,6 +375,7 @@ class Scanner:
                 current = ahead
                 ahead = [pool.submit(self._read, e) for e in batches[n + 1]] if n + 1 < len(batches) else []
                 reads = [f.result() for f in current]
+                self._check_root()  # reads that failed because the folder went away are not stored
                 with transaction.atomic():
                     self._store(reads)
                 done += len(batch)
@@ -352,9 +390,17 @@ class Scanner:
                     break
 
         if self.report.complete:
+            self._check_root()
             self._flag_missing()
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _check_root(self) -> None:
+        if not os.path.isdir(self.root):
+            raise LibraryVanished(
+                f"the library folder {self.library.root} disappeared during the scan (a drive unplugged or "
+                "a share unmounted?); nothing was flagged missing — rescan when it is back"
+            )
 
     def _read(self, entry: _Entry) -> _Read:
         return _read_file(os.path.join(self.root, entry.rel), entry, max_pixels=self.max_pixels)
@@ -375,6 +421,9 @@ class Scanner:
         for r in reads:
             rel = r.entry.rel
             path = display_path(rel)
+            if r.changing:  # leave the file's row as it was: the next scan sees it changed
+                self.report.files.append(FileResult(path, r.outcome, r.reason))
+                continue
             if r.outcome:  # skipped or failed before reaching the database
                 self._upsert_file(r.entry, photo=None, outcome=r.outcome, reason=r.reason)
                 self.report.files.append(FileResult(path, r.outcome, r.reason))

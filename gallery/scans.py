@@ -77,6 +77,8 @@ def fail(library: Library, reason: str, *, holder: str | None = None) -> int:
 def _stopped(exc: BaseException) -> str:
     if isinstance(exc, TimeoutException):
         return f"the scan timed out after {settings.Q_CLUSTER['timeout']} s; rescan to go on where it stopped"
+    if isinstance(exc, scanner.LibraryVanished):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
