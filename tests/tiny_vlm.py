@@ -93,6 +93,23 @@ def _ascii_alphabet() -> list[str]:
     return [symbol(b) for b in (9, 10, *range(32, 127))]
 
 
+def train_bpe(vocab_size: int, special_tokens: list[str], *, seed: int = 0):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained offline; ``special_tokens`` get the first ids, in order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=_ascii_alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus(200, seed=seed, vocab_size=vocab_size), trainer=trainer)
+    return tokenizer
+
+
 def build_tokenizer(vocab_size: int = 400, *, seed: int = 0):
     """A byte-level BPE tokenizer with SmolVLM's special tokens, trained offline.
 
@@ -101,21 +118,10 @@ def build_tokenizer(vocab_size: int = 400, *, seed: int = 0):
     ``<|im_end|>`` as padding. ``len(tokenizer) == vocab_size`` whenever the
     corpus allows that many merges (it does for ~400 and for ~49k).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=_ascii_alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_corpus(200, seed=seed, vocab_size=vocab_size), trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+        tokenizer_object=train_bpe(vocab_size, SPECIAL_TOKENS, seed=seed),
         bos_token="<|im_start|>",
         eos_token="<end_of_utterance>",
         pad_token="<|im_end|>",

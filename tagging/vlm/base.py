@@ -14,7 +14,7 @@ picks one from settings.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import PIL.Image
 
@@ -44,6 +44,9 @@ class CaptionOutput:
     output_tokens: int | None
     latency: float  # seconds for this request (batch time / n when batched)
     first_token_latency: float | None = None
+    # What the backend did that the caption's reader should know (a task prompt instead of
+    # Shoebox's, say); stored with the parser's notes.
+    notes: list[str] = field(default_factory=list)
 
 
 class CaptionError(RuntimeError):

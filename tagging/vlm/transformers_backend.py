@@ -160,6 +160,15 @@ def load_processor(folder: Path, model_id: str | None = None):
     return native.from_pretrained(folder, local_files_only=True)
 
 
+# Families without a chat template that answer task prompts, not instructions: the prompt
+# they are given whatever Shoebox asked, and why. Their answers are prose, and each output
+# says so in ``notes`` (the parser then stores them unstructured).
+TASK_PROMPTS: dict[str, tuple[str, str]] = {
+    "florence2": ("<MORE_DETAILED_CAPTION>", "Florence-2 takes task prompts only: asked <MORE_DETAILED_CAPTION>"),
+    "blip-2": ("", "BLIP-2 captions without instructions: asked for a plain caption"),
+}
+
+
 @dataclass
 class _Loaded:
     model: Any
@@ -168,6 +177,7 @@ class _Loaded:
     dtype: str
     eos_ids: frozenset[int]
     pad_id: int | None
+    model_type: str = ""
 
 
 class _FirstTokenClock:
@@ -285,15 +295,23 @@ class TransformersBackend(CaptionBackend):
             "loaded %s on %s (%s, %d threads) in %.1f s",
             self.model_id, device, dtype, torch.get_num_threads(), time.perf_counter() - started,
         )
-        return _Loaded(model, processor, device, dtype, eos_ids, pad)
+        return _Loaded(model, processor, device, dtype, eos_ids, pad, model.config.model_type)
 
     # --- captioning ----------------------------------------------------------
 
     def prompt_text(self, prompt: str) -> str:
-        """The model's chat-formatted prompt for one image followed by ``prompt``."""
-        processor = self.loaded.processor
+        """The model's chat-formatted prompt for one image followed by ``prompt``.
+
+        A family without a chat template gets its task prompt (``TASK_PROMPTS``),
+        or ``prompt`` after the image token its processor expands (PaliGemma).
+        """
+        loaded = self.loaded
+        processor = loaded.processor
+        if loaded.model_type in TASK_PROMPTS:
+            return TASK_PROMPTS[loaded.model_type][0]
         if getattr(processor, "chat_template", None) is None:
-            return prompt  # Florence-2 style task prompts
+            image_token = getattr(processor, "image_token", None)
+            return f"{image_token}{prompt}" if loaded.model_type == "paligemma" and image_token else prompt
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -354,9 +372,12 @@ class TransformersBackend(CaptionBackend):
         latency = (time.perf_counter() - started) / len(requests)
         first_token = clock.at - started if clock.at is not None else None
 
-        prompt_width = inputs["input_ids"].shape[1]
+        # A decoder-only model returns the prompt and then the new tokens; an encoder-decoder
+        # (Florence-2) returns its decoder's start token and then the new tokens.
+        prompt_width = 1 if loaded.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+        notes = [TASK_PROMPTS[loaded.model_type][1]] if loaded.model_type in TASK_PROMPTS else []
         outputs = []
         for row, prompt_tokens in zip(sequences[:, prompt_width:].tolist(), prompt_lengths):
             new_tokens = self._until_eos(row, loaded.eos_ids)
@@ -368,6 +389,7 @@ class TransformersBackend(CaptionBackend):
                     output_tokens=len(new_tokens),
                     latency=latency,
                     first_token_latency=first_token,
+                    notes=list(notes),
                 )
             )
         return outputs
