@@ -1257,10 +1257,7 @@ def _face_regions(root: Element, log: _Log) -> list[dict]:
         regions = [r for prop in mp for r in _mp_regions(prop, skipped)]
     for reason, count in skipped.items():
         log.warn(f"{count} face region{'s' if count > 1 else ''} skipped: {reason}")
-    if len(regions) > MAX_FACE_REGIONS:
-        log.warn(f"{len(regions)} face regions; only the first {MAX_FACE_REGIONS} were read")
-        regions = regions[:MAX_FACE_REGIONS]
-    return regions
+    return regions[:MAX_FACE_REGIONS]
 
 
 def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
@@ -1274,7 +1271,7 @@ def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
         else:
             _count(skipped, "mwg-rs:AppliedToDimensions is not a usable size (ignored)")
     found = []
-    for item in _array_items(info.get("RegionList"), MAX_FACE_REGIONS * 2):
+    for item in _array_items(info.get("RegionList"), skipped):
         fields = _struct_fields(item)
         kind = _clean(_field_text(fields.get("Type")))
         if kind and kind.casefold() != "face":
@@ -1295,7 +1292,7 @@ def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
 
 def _mp_regions(prop: Element, skipped: dict) -> list[dict]:
     found = []
-    for item in _array_items(_struct_fields(prop).get("Regions"), MAX_FACE_REGIONS * 2):
+    for item in _array_items(_struct_fields(prop).get("Regions"), skipped):
         fields = _struct_fields(item)
         rectangle = _field_text(fields.get("Rectangle"))
         parts = [_number(p) for p in rectangle.split(",")] if rectangle else []
@@ -1364,13 +1361,17 @@ def _field_text(value) -> str:
     return values[0] if values else ""
 
 
-def _array_items(value, limit: int) -> list[Element]:
-    """The ``rdf:li`` items of an array property (at most ``limit``)."""
+def _array_items(value, skipped: dict) -> list[Element]:
+    """The first :data:`MAX_FACE_REGIONS` ``rdf:li`` items of a region list (the rest counted as skipped)."""
     if not isinstance(value, Element):
         return []
     for container in value:
         if container.tag in (f"{{{_RDF}}}Bag", f"{{{_RDF}}}Seq", f"{{{_RDF}}}Alt"):
-            return [li for li in container if li.tag == f"{{{_RDF}}}li"][:limit]
+            items = [li for li in container if li.tag == f"{{{_RDF}}}li"]
+            if len(items) > MAX_FACE_REGIONS:
+                skipped[f"a list of {len(items)} regions, over the {MAX_FACE_REGIONS} read"] = (
+                    len(items) - MAX_FACE_REGIONS)
+            return items[:MAX_FACE_REGIONS]
     return []
 
 

@@ -4,8 +4,12 @@ What is written for a photo (:func:`metadata_for`): its accepted tags as
 ``dc:subject`` (flat, every level), ``lr:hierarchicalSubject`` (``|``) and
 ``digiKam:TagsList`` (``/``); its caption (the owner's text wins over the
 model's) as ``dc:description``; its title or short caption as ``dc:title``;
-its rating as ``xmp:Rating``; and, in the ``shoebox`` namespace, which of
-those came from a model, which model and prompt version. Embedded mode also
+its rating as ``xmp:Rating``; its named faces as MWG face regions
+(``mwg-rs:Regions``: centre-based normalised areas of the stored pixels, with
+the stored size as ``AppliedToDimensions``, the convention ``people.regions``
+reads), keeping the regions already there for faces Shoebox does not know;
+and, in the ``shoebox`` namespace, which of those came from a model, which
+model and prompt version. Embedded mode also
 writes IPTC ``Keywords`` (64 bytes each, UTF-8 declared) and
 ``Caption-Abstract``, and EXIF ``ImageDescription``, where the format has them.
 
@@ -60,6 +64,9 @@ class PhotoMetadata:
     ai_fields: list[str] = field(default_factory=list)  # which of the fields a model wrote
     ai_model: str = ""
     ai_prompt_version: str = ""
+    # Named faces: {"name", "box": [x, y, w, h]} top-left fractions of the *stored* pixels.
+    regions: list[dict] = field(default_factory=list)
+    region_size: tuple[int, int] | None = None  # the stored pixels' width and height
 
 
 @dataclass
@@ -85,7 +92,7 @@ def metadata_for(photo) -> PhotoMetadata:
                  .order_by("tag__path").values_list("tag__path", flat=True))
     keywords = list(dict.fromkeys(part for path in paths for part in path.split("/")))
     owner = OwnerCaption.objects.filter(photo=photo).first()
-    model = Caption.objects.filter(photo=photo).order_by("-created_at").first()
+    model = Caption.objects.filter(photo=photo).shown_first().first()
     meta = PhotoMetadata(keywords=keywords, hierarchical=[p.replace("/", "|") for p in paths], tags_list=paths,
                          rating=photo.rating)
     ai_tags = PhotoTag.objects.filter(photo=photo, state=PhotoTag.State.ACCEPTED).exclude(
@@ -106,7 +113,31 @@ def metadata_for(photo) -> PhotoMetadata:
         meta.ai_fields.append("dc:subject")
     if model is not None and meta.ai_fields:
         meta.ai_model, meta.ai_prompt_version = f"{model.backend}:{model.model}", model.prompt_version
+    meta.regions, meta.region_size = named_regions(photo)
     return meta
+
+
+def named_regions(photo) -> tuple[list[dict], tuple[int, int] | None]:
+    """The photo's faces of named, shown persons as regions of its stored pixels, and that size."""
+    from people import regions
+    from people.models import Face
+
+    orientation = regions.file_orientation(photo)
+    faces = (Face.objects.filter(photo=photo, person__isnull=False, person__hidden=False)
+             .exclude(person__name="").select_related("person").order_by("x", "y", "pk"))
+    out = []
+    for face in faces:
+        box = regions.to_stored(face.box, orientation)
+        if any(same["name"] == face.person.name and _overlaps(same["box"], box) for same in out):
+            continue  # a detected face and the file's region of the same person: one region
+        out.append({"name": face.person.name, "box": [round(v, 6) for v in box]})
+    return out, regions.stored_size(photo)
+
+
+def _overlaps(a, b) -> bool:
+    from people.geometry import same_face
+
+    return same_face(tuple(a), tuple(b))
 
 
 # -- where to write --------------------------------------------------------------------
@@ -179,7 +210,82 @@ def xmp_values(meta: PhotoMetadata, existing: dict, *, replace_keywords: bool) -
     values[f"Xmp.{SHOEBOX_PREFIX}.AIFields"] = list(meta.ai_fields) or None
     values[f"Xmp.{SHOEBOX_PREFIX}.AIModel"] = (meta.ai_fields and meta.ai_model) or None
     values[f"Xmp.{SHOEBOX_PREFIX}.AIPromptVersion"] = (meta.ai_fields and meta.ai_prompt_version) or None
+    values.update(region_values(meta, existing))
     return {k: v for k, v in values.items() if v not in ([], "")}
+
+
+REGIONS = "Xmp.mwg-rs.Regions"
+REGION_LIST = f"{REGIONS}/mwg-rs:RegionList"
+STRUCT, BAG = 'type="Struct"', 'type="Bag"'
+
+
+def _number_text(value: float) -> str:
+    return repr(round(float(value), 6))
+
+
+def existing_regions(existing: dict) -> list[dict]:
+    """The MWG regions in ``existing`` (pyexiv2's flat keys): each item's keys below ``RegionList[i]``."""
+    items: dict[int, dict] = {}
+    for key, value in existing.items():
+        match = re.fullmatch(re.escape(REGION_LIST) + r"\[(\d+)\](.*)", key)
+        if match:
+            items.setdefault(int(match[1]), {})[match[2]] = value
+    return [items[i] for i in sorted(items)]
+
+
+def _region_box(item: dict):
+    """A region's area as a top-left box, or None when it is not a normalised one."""
+    try:
+        x, y, w, h = (float(item[f"/mwg-rs:Area/stArea:{k}"]) for k in "xywh")
+    except (KeyError, TypeError, ValueError):
+        return None
+    if str(item.get("/mwg-rs:Area/stArea:unit", "normalized")).casefold() != "normalized":
+        return None
+    return (x - w / 2, y - h / 2, w, h)
+
+
+def region_values(meta: PhotoMetadata, existing: dict) -> dict:
+    """XMP keys that write ``meta.regions`` as the MWG region list, keeping the regions already there
+    that are not faces Shoebox names (other names, other places, pets, focus points). {} when there is
+    no named face: the file's regions are then left as they are."""
+    if not meta.regions:
+        return {}
+    ours = {r["name"].casefold() for r in meta.regions}
+    kept = []
+    for item in existing_regions(existing):
+        kind = str(item.get("/mwg-rs:Type") or "Face").casefold()
+        name = _plain(item.get("/mwg-rs:Name")) or ""
+        box = _region_box(item)
+        if kind == "face" and (str(name).casefold() in ours
+                               or (box and any(_overlaps(box, r["box"]) for r in meta.regions))):
+            continue  # this face is one of ours: written below as Shoebox knows it now
+        kept.append(item)
+    values: dict = {REGIONS: STRUCT}
+    if meta.region_size:
+        dims = f"{REGIONS}/mwg-rs:AppliedToDimensions"
+        values.update({dims: STRUCT, f"{dims}/stDim:w": str(meta.region_size[0]),
+                       f"{dims}/stDim:h": str(meta.region_size[1]), f"{dims}/stDim:unit": "pixel"})
+    values[REGION_LIST] = BAG
+    for index, region in enumerate(meta.regions, start=1):
+        item, (x, y, w, h) = f"{REGION_LIST}[{index}]", region["box"]
+        values.update({
+            item: STRUCT,
+            f"{item}/mwg-rs:Area": STRUCT,
+            f"{item}/mwg-rs:Area/stArea:x": _number_text(x + w / 2),
+            f"{item}/mwg-rs:Area/stArea:y": _number_text(y + h / 2),
+            f"{item}/mwg-rs:Area/stArea:w": _number_text(w),
+            f"{item}/mwg-rs:Area/stArea:h": _number_text(h),
+            f"{item}/mwg-rs:Area/stArea:unit": "normalized",
+            f"{item}/mwg-rs:Name": region["name"],
+            f"{item}/mwg-rs:Type": "Face",
+        })
+    for index, old in enumerate(kept, start=len(meta.regions) + 1):
+        values.update({f"{REGION_LIST}[{index}]{suffix}": value for suffix, value in old.items()})
+    # What was there and is not written again goes (a list that got shorter, old fields of an item).
+    for key in existing:
+        if key.startswith(REGIONS) and key not in values:
+            values[key] = None
+    return values
 
 
 def changes(existing: dict, values: dict) -> dict:
@@ -261,8 +367,12 @@ def _writing(path: Path, temp: Path):
 
 
 def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = False,
-                  dry_run: bool = False) -> FileResult:
-    """Create or update the XMP sidecar at ``path``; every other field already in it survives."""
+                  dry_run: bool = False, original: Path | None = None) -> FileResult:
+    """Create or update the XMP sidecar at ``path``; every other field already in it survives.
+
+    A sidecar without face regions starts its region list from the ``original``'s embedded
+    one, so regions of faces Shoebox does not know are not hidden behind the sidecar.
+    """
     pyexiv2 = _pyexiv2()
     result = FileResult(str(path), "sidecar")
     existing = {}
@@ -272,7 +382,10 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
                 existing = img.read_xmp()
         except RuntimeError as exc:  # not an XMP file, or a damaged one: left as it is
             raise ExportError(f"{path}: the sidecar there cannot be read ({exc}); it was left as it is") from None
-    values = xmp_values(meta, existing, replace_keywords=replace_keywords)
+    in_file = existing
+    if meta.regions and original is not None and not any(k.startswith(REGIONS) for k in existing):
+        in_file = {**existing, **_embedded_regions(original)}
+    values = xmp_values(meta, in_file, replace_keywords=replace_keywords)
     result.changes = changes(existing, values)
     if dry_run or not result.changes:
         return result
@@ -293,6 +406,15 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
         _fsync_replace(temp, path)
     result.written = True
     return result
+
+
+def _embedded_regions(original: Path) -> dict:
+    """The MWG region keys of a file's embedded XMP ({} when it has none or cannot be read)."""
+    try:
+        with _pyexiv2().Image(str(original)) as img:
+            return {k: v for k, v in img.read_xmp().items() if k.startswith(REGIONS)}
+    except (RuntimeError, OSError, UnicodeDecodeError):
+        return {}
 
 
 def _iptc_keywords(img) -> list[str]:

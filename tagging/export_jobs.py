@@ -90,7 +90,7 @@ def export_photo(photo: Photo, options: ExportOptions, *, dry_run: bool = False)
                 target = export.sidecar_path(original, naming=options.naming, root=Path(sf.library.root),
                                              out=Path(options.out) if options.out else None)
                 result = export.write_sidecar(target, meta, replace_keywords=options.replace_keywords,
-                                              dry_run=dry_run)
+                                              dry_run=dry_run, original=original)
         except export.ExportError as exc:
             result = export.FileResult(str(original), "embedded" if options.embedded else "sidecar", error=str(exc))
         results.append(result)
