@@ -12,7 +12,7 @@ to the pixels (:func:`to_upright`). Microsoft Photo regions are read the same wa
 tools that write both, digiKam among them, write the same rectangles). One exception:
 when a 90° orientation (5–8) is set and ``AppliedToDimensions`` has the displayed
 image's shape rather than the stored one, the writer measured the region on the
-upright image (as Picasa did), and it is taken as it is.
+upright image, and it is taken as it is.
 
 A rescan of a changed file makes the faces agree with the file again: regions still
 there keep their rows (boxes and names updated), new ones are added, and those gone

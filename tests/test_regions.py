@@ -139,7 +139,7 @@ def test_mwg_regions_of_the_stored_pixels_land_on_the_faces_of_the_upright_image
 
 @pytest.mark.parametrize("orientation", [6, 8, 5])
 def test_regions_measured_on_the_upright_image_say_so_by_their_swapped_dimensions(library, orientation):
-    """AppliedToDimensions with the displayed shape: the writer (Picasa) measured the upright image."""
+    """AppliedToDimensions with the displayed shape: the writer measured the upright image."""
     path = make_jpeg(Path(library.root) / "picasa.jpg", orientation)
     upright = patch_box(path, "red")
     exiftool(mwg_regions([("Ann", upright)], dims=(STORED[1], STORED[0])), str(path))
