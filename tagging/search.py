@@ -347,6 +347,24 @@ def _refine_name_signals(results: list[SearchResult], text: str) -> None:
             r.signals["file"] = value
 
 
+def _refine_text_signal(results: list[SearchResult], text: str) -> None:
+    """Add the "text" signal (words read in the photo by the OCR stage) to the shown results it explains."""
+    ids = [r.photo.pk for r in results if "description" in r.signals]
+    if not ids:
+        return
+    sql = f"""
+        SELECT photo_id FROM ocr_phototext, (SELECT {_TSQUERY} AS q) AS qq
+        WHERE photo_id = ANY(%s) AND text <> ''
+          AND (to_tsvector('english', left(text, 20000)) || to_tsvector('simple', left(text, 20000))) @@ q
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [text, text, ids])
+        found = {pk for (pk,) in cur.fetchall()}
+    for r in results:
+        if r.photo.pk in found:
+            r.signals["text"] = r.signals["description"]
+
+
 # -- the search ---------------------------------------------------------------------
 
 
@@ -429,6 +447,7 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
                 signals=entry["signals"], weak=entry["weak"],
             ))
     _refine_name_signals(response.results, parsed.text)
+    _refine_text_signal(response.results, parsed.text)
     response.timings["total"] = time.perf_counter() - started
     return response
 

@@ -88,8 +88,8 @@ def test_a_photo_with_words_is_read_and_found_by_searching_them(ocr_on, library_
     ys = [y for _, y in read.lines[0]["box"]]
     assert 0.12 < min(xs) < max(xs) < 0.9 and 0.15 < min(ys) < max(ys) < 0.35
 
-    found = {r.photo.pk for r in search.search("bakery").results}
-    assert found == {sign.pk}
+    found = {r.photo.pk: r for r in search.search("bakery").results}
+    assert set(found) == {sign.pk} and "text" in found[sign.pk].signals, "the tile says the words were read"
     assert {r.photo.pk for r in search.search("grandview daily").results} == {sign.pk}
     assert {r.photo.pk for r in search.search("has:text").results} == {sign.pk}
     assert cat.pk not in {r.photo.pk for r in search.search("has:text").results}
