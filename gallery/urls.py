@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/<str:stage>/retry/", views.jobs_retry, name="jobs_retry"),
     path("jobs/<str:stage>/reprocess/", views.jobs_reprocess, name="jobs_reprocess"),
     path("", include("tagging.urls")),
+    path("", include("people.urls")),
     # Log in and out, and a signed-in user's password change. No password reset by mail: Shoebox
     # sends no mail (`manage.py changepassword USER` resets one; see README).
     path("accounts/", include([

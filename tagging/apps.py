@@ -15,5 +15,9 @@ class TaggingConfig(AppConfig):
         # Keywords in the files become accepted tags, then the search documents are rebuilt.
         scans.AFTER_SCAN.append(tags.import_file_keywords)
         scans.AFTER_SCAN.append(documents.refresh)
+        # Naming, merging or moving faces changes whose names a photo's document holds.
+        from people import naming
+
+        naming.PHOTOS_CHANGED.append(documents.refresh)
         # Text read in photos is searchable as soon as it is read.
         ocr_runners.DOCUMENTS_CHANGED.append(documents.refresh)

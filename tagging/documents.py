@@ -6,10 +6,12 @@ and the caption stage call it, so the keyword side of search follows
 imports and captions without a separate indexing job.
 
 Weights: A — keywords from the file and accepted tags (with their parents'
-names); B — title and the one-sentence caption (the owner's when there is
-one); C — descriptions, the structured caption fields and suggested tags
-(weaker evidence until the owner accepts them); D — place names, camera,
-file and folder names (``simple`` configuration: names are not stemmed).
+names), and the names of the people in the photo (``simple``: names are not
+stemmed; ``people.naming`` refreshes the documents of the photos it changes);
+B — title and the one-sentence caption (the owner's when there is one);
+C — descriptions, the structured caption fields and suggested tags (weaker
+evidence until the owner accepts them); D — place names, camera, file and folder
+names (``simple`` configuration: names are not stemmed).
 Text read in the photo (the OCR stage) counts at C, in both configurations: a sign's
 words are found as typed, stemmed or not; the OCR stage refreshes its photos' documents.
 """
@@ -24,6 +26,7 @@ _REFRESH_SQL = r"""
 INSERT INTO tagging_searchdocument (photo_id, document, updated_at)
 SELECT p.id,
     setweight(to_tsvector('english', array_to_string(p.keywords, ' ') || ' ' || coalesce(t.accepted, '')), 'A') ||
+    setweight(to_tsvector('simple', coalesce(n.names, '')), 'A') ||
     setweight(to_tsvector('english', p.title || ' ' || coalesce(o.caption, c.caption, '')), 'B') ||
     setweight(to_tsvector('english', left(p.description, 20000) || ' ' || left(coalesce(c.description, ''), 20000)
                                      || ' ' || left(coalesce(c.fields, ''), 20000) || ' ' || coalesce(t.suggested, '')
@@ -47,6 +50,11 @@ LEFT JOIN LATERAL (
 ) c ON true
 LEFT JOIN tagging_ownercaption o ON o.photo_id = p.id
 LEFT JOIN ocr_phototext ocr ON ocr.photo_id = p.id
+LEFT JOIN LATERAL (
+    SELECT string_agg(DISTINCT pp.name, ' ') AS names
+    FROM people_face fc JOIN people_person pp ON pp.id = fc.person_id
+    WHERE fc.photo_id = p.id AND pp.name <> ''
+) n ON true
 LEFT JOIN LATERAL (
     SELECT string_agg(replace(tg.path, '/', ' '), ' ') FILTER (WHERE pt.state = 'accepted') AS accepted,
            string_agg(tg.name, ' ') FILTER (WHERE pt.state = 'suggested') AS suggested

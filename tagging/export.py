@@ -302,6 +302,17 @@ def changes(existing: dict, values: dict) -> dict:
     return out
 
 
+def readable(found: dict, existing: dict, values: dict) -> dict:
+    """``found`` (from :func:`changes`) with the many flat region keys shown as one: the region names."""
+    if not any(key.startswith(REGIONS) for key in found):
+        return found
+    after = {k: v for k, v in {**existing, **values}.items() if v is not None}
+    out = {k: v for k, v in found.items() if not k.startswith(REGIONS)}
+    out[REGIONS] = [[_plain(item.get("/mwg-rs:Name")) or "" for item in existing_regions(flat)]
+                    for flat in (existing, after)]
+    return out
+
+
 def _iptc_keyword(word: str) -> str:
     """A keyword within IPTC's 64 bytes, cut at a character boundary."""
     data = word.encode("utf-8")[:IPTC_KEYWORD_BYTES]
@@ -386,7 +397,7 @@ def write_sidecar(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = F
     if meta.regions and original is not None and not any(k.startswith(REGIONS) for k in existing):
         in_file = {**existing, **_embedded_regions(original)}
     values = xmp_values(meta, in_file, replace_keywords=replace_keywords)
-    result.changes = changes(existing, values)
+    result.changes = readable(changes(existing, values), existing, values)
     if dry_run or not result.changes:
         return result
     temp = _temp_beside(path)
@@ -522,7 +533,7 @@ def write_embedded(path: Path, meta: PhotoMetadata, *, replace_keywords: bool = 
         # No XMP keywords: the IPTC ones are the file's keywords (MWG), kept in the union like any other.
         in_file = {**existing, "Xmp.dc.subject": iptc_keywords}
     values = xmp_values(meta, in_file, replace_keywords=replace_keywords)
-    result.changes = changes(existing, values)
+    result.changes = readable(changes(existing, values), existing, values)
     if dry_run or not result.changes:
         return result
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):

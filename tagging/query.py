@@ -18,7 +18,8 @@ What can be typed, in any order::
     library:Family               library by name
     folder:2019/summer           folder path prefix (surrounding slashes dropped)
     tag:beach  -tag:people       tag required / tag excluded
-    has:gps                      also has:caption, has:embedding, has:keywords,
+    person:"Ann Smith"           a named person is in the photo
+    has:gps                      also has:caption, has:embedding, has:faces, has:keywords,
                                  has:text (text was read in the photo)
 
 How pieces combine — everything below is ANDed together:
@@ -30,6 +31,7 @@ How pieces combine — everything below is ANDed together:
 * several ``camera:`` (or ``place:``, ``library:``, ``folder:``) are
   alternatives: any of them;
 * several ``tag:`` are all required; every ``-tag:`` is excluded;
+* several ``person:`` are all required (photos with all of them);
 * several ``has:`` are all required.
 
 Syntax details:
@@ -78,8 +80,8 @@ __all__ = [
     "parse_query",
 ]
 
-FILTER_KEYS = ("after", "before", "camera", "folder", "has", "library", "place", "tag")
-HAS_VALUES = frozenset({"caption", "embedding", "gps", "keywords", "text"})
+FILTER_KEYS = ("after", "before", "camera", "folder", "has", "library", "person", "place", "tag")
+HAS_VALUES = frozenset({"caption", "embedding", "faces", "gps", "keywords", "text"})
 # More problems than this are summed up in one last line: the list sits above the results.
 MAX_ERRORS = 10
 # The fields that say what to search for (``errors`` only says what went wrong).
@@ -95,6 +97,7 @@ SEMANTIC_FIELDS = (
     "folders",
     "tags",
     "exclude_tags",
+    "persons",
     "has",
 )
 
@@ -108,6 +111,7 @@ _LIST_FIELDS = {
     "library": ("libraries", "library:Family"),
     "folder": ("folders", "folder:2019/summer"),
     "tag": ("tags", "tag:beach"),
+    "person": ("persons", 'person:"Ann Smith"'),
 }
 
 _HAS_CHOICES = ", ".join(f"has:{v}" for v in sorted(HAS_VALUES)[:-1]) + f" or has:{max(HAS_VALUES)}"
@@ -175,6 +179,7 @@ class ParsedQuery:
     folders: list[str] = field(default_factory=list)  # any of them, path prefixes without surrounding "/"
     tags: list[str] = field(default_factory=list)  # all of them
     exclude_tags: list[str] = field(default_factory=list)  # none of them
+    persons: list[str] = field(default_factory=list)  # all of them, by name
     has: set[str] = field(default_factory=set)  # all of them, from HAS_VALUES
     errors: list[str] = field(default_factory=list)  # human-readable, shown above the results
 
@@ -192,6 +197,7 @@ class ParsedQuery:
             or self.folders
             or self.tags
             or self.exclude_tags
+            or self.persons
             or self.has
         )
 

@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from gallery.models import Photo, SourceFile
+from people.models import Face
 from ocr.models import PhotoText
 from tagging import clip
 from tagging.availability import ModelUnavailable
@@ -110,6 +111,13 @@ def _tag_match(tag: str) -> Q:
     return Q(Exists(accepted))
 
 
+def _person_match(name: str) -> Q:
+    """A face of the person of that name, ignoring case (the unique index on lower(name) finds them)."""
+    from people import naming
+
+    return Q(Exists(Face.objects.filter(photo=OuterRef("pk"), person__in=naming.by_name(name).values("pk"))))
+
+
 def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
     """Visible photos that pass every filter of ``q`` (the free text is not applied here).
 
@@ -157,6 +165,8 @@ def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
         qs = qs.filter(_tag_match(tag))
     for tag in q.exclude_tags:
         qs = qs.exclude(_tag_match(tag))
+    for name in q.persons:
+        qs = qs.filter(_person_match(name))
     for word in q.exclude_words:
         qs = qs.exclude(
             Exists(SearchDocument.objects.filter(photo=OuterRef("pk")).extra(
@@ -170,6 +180,8 @@ def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
         qs = qs.filter(Exists(Embedding.objects.filter(photo=OuterRef("pk"))))
     if "keywords" in q.has:
         qs = qs.exclude(keywords=[])
+    if "faces" in q.has:  # any face, named or not (Face.photo's index)
+        qs = qs.filter(Exists(Face.objects.filter(photo=OuterRef("pk"))))
     if "text" in q.has:  # served by the partial index phototext_has_text
         qs = qs.filter(Exists(PhotoText.objects.filter(photo=OuterRef("pk")).exclude(text="")))
     return qs

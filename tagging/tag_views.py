@@ -194,7 +194,10 @@ def photo_caption(request, pk: int):
 @staff_required
 @require_GET
 def review_index(request):
-    return render(request, "tagging/review.html", {"queue": review.tag_queue(), "next_photo": review.next_photo()})
+    from people import naming
+
+    return render(request, "tagging/review.html", {"queue": review.tag_queue(), "next_photo": review.next_photo(),
+                                                   "people_waiting": naming.unnamed_clusters().count()})
 
 
 def _review_tag_context(request, tag: Tag) -> dict:

@@ -37,6 +37,10 @@ STAFF_ONLY = [url for url, view in PATTERNS if getattr(view, "staff_only", False
 def test_the_enumeration_finds_the_staff_views():
     assert {"/libraries/", "/review/", "/jobs/thumbnail/retry/", "/tags/1/merge/"} <= set(STAFF_ONLY)
     assert "/" not in STAFF_ONLY and "/search/" not in STAFF_ONLY
+    # People: reading is for everyone signed in, naming and the "who is this?" queue for staff.
+    assert {"/people/1/name/", "/people/1/merge/", "/people/1/hide/", "/people/1/faces/move/",
+            "/review/people/", "/review/people/1/"} <= set(STAFF_ONLY)
+    assert not {"/people/", "/people/1/", "/people/names/", "/faces/1/crop.jpg"} & set(STAFF_ONLY)
 
 
 @pytest.mark.parametrize("url", [u for u, _ in PATTERNS])
@@ -66,3 +70,4 @@ def test_state_changes_need_post_and_a_csrf_token(staff):
         checked.append(url)
     assert len(checked) >= 19, checked
     assert {"/review/undo/", "/photos/1/caption/", "/libraries/1/rescan/", "/search/export/"} <= set(checked)
+    assert {"/people/1/name/", "/people/1/merge/", "/people/1/hide/", "/people/1/faces/move/"} <= set(checked)

@@ -21,7 +21,7 @@ from tagging.query import (
     parse_query,
 )
 
-KNOWN = "known filters: after:, before:, camera:, folder:, has:, library:, place:, tag:"
+KNOWN = "known filters: after:, before:, camera:, folder:, has:, library:, person:, place:, tag:"
 FORMATS = "(use YYYY, YYYY-MM or YYYY-MM-DD)"
 
 
@@ -274,7 +274,7 @@ def test_has_rejects_other_values():
     q = parse_query("has:unicorns")
     assert q.has == set()
     assert q.errors == [
-        "has: “unicorns” is not known — use has:caption, has:embedding, has:gps, has:keywords or has:text"
+        "has: “unicorns” is not known — use has:caption, has:embedding, has:faces, has:gps, has:keywords or has:text"
     ]
 
 
@@ -287,7 +287,7 @@ def test_filters_without_a_value_are_reported():
         'place: needs a value, like place:"new york" (no space after the colon)',
         "library: needs a value, like library:Family (no space after the colon)",
         "has: needs a value, like has:gps (no space after the colon) — use has:caption, has:embedding, "
-        "has:gps, has:keywords or has:text",
+        "has:faces, has:gps, has:keywords or has:text",
     ]
     assert q.text == "nikon"
     assert not q.cameras and not q.tags and not q.exclude_tags and not q.places and not q.libraries and not q.has

@@ -378,6 +378,9 @@ def test_named_faces_export_as_mwg_regions_of_the_stored_pixels_and_keep_the_oth
 
     (result,) = export_photo(photo, ExportOptions(embedded=embedded))
     assert result.error == "" and result.written, result
+    before, after = result.changes["Xmp.mwg-rs.Regions"]  # the preview names the regions, not exiv2's keys
+    assert not any(key.startswith("Xmp.mwg-rs.Regions/") for key in result.changes)
+    assert (sorted(before), sorted(after)) == (["Frank", "Rex"] if embedded else [], ["Eve Ørsted", "Franz", "Rex"])
 
     target = path if embedded else path.with_name("IMG_7.jpg.xmp")
     written = exported_regions(exiftool_regions(target))
