@@ -22,6 +22,7 @@ from the file are deleted — unless the owner has since given that face another
 
 from __future__ import annotations
 
+import logging
 import math
 
 from django.db import IntegrityError, models, transaction
@@ -43,6 +44,7 @@ _UPRIGHT = {
 }
 _INVERSE = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}
 SWAPPED = (5, 6, 7, 8)
+log = logging.getLogger(__name__)
 
 
 def _mapped(box: Box, mapping) -> Box:
@@ -213,6 +215,9 @@ def sync_photos(photo_ids) -> None:
         photos = Photo.objects.filter(pk__in=chunk).filter(
             models.Q(metadata__has_key="face_regions") | models.Q(pk__in=with_faces))
         for photo in photos.only("pk", "width", "height", "orientation", "metadata"):
-            with transaction.atomic():
-                touched |= sync_photo(photo)
+            try:
+                with transaction.atomic():
+                    touched |= sync_photo(photo)
+            except Exception:  # one photo's regions never fail the scan that imported it
+                log.exception("face regions of photo %s could not be imported", photo.pk)
     Person.refresh(touched)

@@ -172,6 +172,20 @@ def test_microsoft_photo_regions_are_top_left_rectangles_of_the_stored_pixels(li
     assert_box(face.box, patch_box(path, "red"))
 
 
+def test_heif_regions_turn_with_the_files_own_orientation(library, corpus):
+    """pillow-heif turns HEIF pixels itself (Photo.orientation 1); the regions still need the file's 6."""
+    path = Path(library.root) / "IMG_0001.heic"
+    path.write_bytes((corpus / "heic__iphone13promax.heic").read_bytes())  # stored 4032 × 3024, Rotate 90 CW
+    exiftool(mwg_regions([("Ann", (0.1, 0.2, 0.25, 0.2))], dims=(4032, 3024)), str(path) + ".xmp")
+
+    (photo,) = import_all(library)
+
+    assert (photo.width, photo.height, photo.orientation, photo.metadata["file_orientation"]) == (3024, 4032, 1, 6)
+    (face,) = file_faces(photo)
+    # Turned 90° clockwise: the stored top edge is the right edge, the stored left edge the top.
+    assert face.box == pytest.approx((0.6, 0.1, 0.2, 0.25), abs=1e-6)
+
+
 def test_mwg_regions_win_over_the_same_faces_in_microsoft_photo_regions(library):
     path = make_jpeg(Path(library.root) / "digikam.jpg")
     box = stored_fractions(PATCH)
