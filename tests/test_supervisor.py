@@ -211,3 +211,32 @@ def test_leftovers_named_in_the_pid_file_are_stopped_but_a_reused_pid_is_not(tmp
         for proc in (leftover, stranger):
             proc.kill()
             proc.wait()
+
+
+def shell(data: Path, code: str) -> str:
+    done = subprocess.run([*MANAGE, "shell", "-v", "0", "-c", code], env=server_env(data, free_port()),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_after_the_postmaster_itself_is_killed_serve_restarts_the_database_and_nothing_is_lost(servers, data_dir):
+    serve, port = servers.start()
+    shell(data_dir, "from gallery.models import Library; "
+                    "Library.objects.get_or_create(name='before the crash', root='/tmp/before-the-crash')")
+    postmaster = psutil.Process(embedded_postgres.status(data_dir / "pg")["pid"])
+    backends = postmaster.children()
+    postmaster.kill()  # SIGKILL of the database server alone: the OOM killer's favourite
+    postmaster.wait(10)
+    assert embedded_postgres.status(data_dir / "pg") is None
+    serve.send_signal(signal.SIGINT)
+    serve.wait(timeout=60)
+    psutil.wait_procs(backends, timeout=10)
+
+    second, port = servers.start(port)  # `make run` again: a stale postmaster.pid, crash recovery
+    assert answers(port) == 200
+    assert shell(data_dir, "from gallery.models import Library; "
+                           "print(Library.objects.filter(name='before the crash').count())") == "1"
+    second.send_signal(signal.SIGINT)
+    second.wait(timeout=40)
+    assert second.returncode == 0
