@@ -17,7 +17,10 @@ upright image, and it is taken as it is.
 A rescan of a changed file makes the faces agree with the file again: regions still
 there keep their rows (boxes and names updated), new ones are added, and those gone
 from the file are deleted — unless the owner has since given that face another person
-(or none), which makes it the owner's.
+(or none), which makes it the owner's. One face is one row: a new region on a face the
+detector already found turns that detected face into the file face (it keeps its
+embedding and takes the region's box and name), as the faces stage does the other way
+round (``people.runners``); a face the owner placed there (``locked``) stays theirs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import math
 from django.db import IntegrityError, models, transaction
 
 from gallery.models import Photo
-from people.geometry import Box, clamp, same_face
+from people.geometry import Box, clamp, iou, same_face
 from people.models import Face, Person
 
 # How each EXIF orientation maps a point (u, v) of the stored image (fractions) to the upright one.
@@ -157,14 +160,28 @@ def sync_photo(photo: Photo) -> set[int]:
                     break
 
     size = (photo.width or 0, photo.height or 0)
+    detected = list(Face.objects.filter(photo=photo, source=Face.Source.DETECTED))
     for index, (detector, name, box) in enumerate(wanted):
         face = matched.get(index)
         if face is None:
+            same = sorted((f for f in detected if same_face(f.box, box)), key=lambda f: -iou(f.box, box))
+            if any(f.locked for f in same):
+                continue  # the owner has placed this face: theirs, not the file's
             person = person_named(name)
+            touched.add(person.pk)
+            if same:  # the detector found it first: that face becomes the region, embedding and all
+                face = same[0]
+                detected.remove(face)
+                touched.add(face.person_id)
+                face.source, face.person, face.region_name, face.locked = Face.Source.FILE, person, name, True
+                face.x, face.y, face.w, face.h = box
+                face.detector = detector
+                face.save(update_fields=["source", "person", "region_name", "locked", "x", "y", "w", "h",
+                                         "detector"])
+                continue
             Face.objects.create(photo=photo, person=person, source=Face.Source.FILE, detector=detector,
                                 x=box[0], y=box[1], w=box[2], h=box[3], region_name=name, locked=True,
                                 size=int(min(box[2] * size[0], box[3] * size[1])))
-            touched.add(person.pk)
             continue
         if owner_changed(face):
             continue  # the owner's face now: the file no longer decides its person or box
@@ -181,27 +198,7 @@ def sync_photo(photo: Photo) -> set[int]:
     if gone:
         touched.update(f.person_id for f in gone)
         Face.objects.filter(pk__in=[f.pk for f in gone]).delete()
-    touched.update(adopt_names(photo))
     return {pk for pk in touched if pk is not None}
-
-
-def adopt_names(photo: Photo) -> set[int]:
-    """Detected faces of ``photo`` that mark the same face as a named file region take its person.
-
-    Not when the owner placed the detected face (``locked``). Returns the persons changed.
-    """
-    named = [f for f in Face.objects.filter(photo=photo, source=Face.Source.FILE, person__isnull=False)
-             .exclude(person__name="")]
-    if not named:
-        return set()
-    touched: set[int] = set()
-    for face in Face.objects.filter(photo=photo, source=Face.Source.DETECTED, locked=False):
-        region = next((r for r in named if same_face(r.box, face.box)), None)
-        if region is not None and face.person_id != region.person_id:
-            touched.update({face.person_id, region.person_id})
-            face.person_id = region.person_id
-            face.save(update_fields=["person"])
-    return touched
 
 
 def sync_photos(photo_ids) -> None:

@@ -327,22 +327,29 @@ def test_rescans_keep_one_face_per_region_and_follow_the_file(library):
     assert Person.objects.get(name="Bob").face_count == 0, "a named person stays, without faces"
 
 
-def test_a_detected_face_on_a_named_region_takes_its_name(library):
+def test_a_region_on_a_face_the_detector_found_makes_that_face_the_named_region(library):
     path = make_jpeg(Path(library.root) / "d.jpg", 8)
-    exiftool(mwg_regions([("Ann", stored_fractions(PATCH))]), str(path))
     (photo,) = import_all(library)
     x, y, w, h = patch_box(path, "red")
-    detected = Face.objects.create(photo=photo, source=Face.Source.DETECTED, detector="hog",
-                                   x=x + 0.01, y=y + 0.01, w=w * 0.9, h=h * 0.9)
-    elsewhere = Face.objects.create(photo=photo, source=Face.Source.DETECTED, detector="hog",
-                                    x=0.8, y=0.8, w=0.1, h=0.1)
+    stranger = Person.objects.create()  # an unnamed cluster the detected face was put in
+    detected = Face.objects.create(photo=photo, source=Face.Source.DETECTED, detector="hog", person=stranger,
+                                   x=x + 0.01, y=y + 0.01, w=w * 0.9, h=h * 0.9, embedding=[0.1] * 128)
+    owners = Face.objects.create(photo=photo, source=Face.Source.DETECTED, detector="hog", locked=True,
+                                 person=Person.objects.create(name="Kim"), **dict(zip("xywh", patch_box(path, "blue"))))
+    Person.refresh([stranger.pk])
 
-    regions.adopt_names(photo)
+    exiftool(mwg_regions([("Ann", stored_fractions(PATCH)), ("Bob", stored_fractions(SECOND))]), str(path))
+    scans.import_library(library)
 
-    detected.refresh_from_db()
-    elsewhere.refresh_from_db()
-    assert detected.person.name == "Ann" and not detected.locked
-    assert elsewhere.person is None
+    (face,) = Face.objects.filter(photo=photo, person__name="Ann")
+    assert face.pk == detected.pk, "one face, one row: the detected face is the region now"
+    assert (face.source, face.locked, face.region_name, face.detector) == ("file", True, "Ann", "mwg")
+    assert face.embedding is not None, "it keeps what the detector measured"
+    assert_box(face.box, (x, y, w, h), "the region's box")
+    assert not Person.objects.filter(pk=stranger.pk).exists(), "the emptied unnamed cluster is gone"
+    assert list(Face.objects.filter(photo=photo).values_list("person__name", flat=True).order_by("pk")) == [
+        "Ann", "Kim"], "the face the owner named Kim stays theirs; no second face for Bob's region"
+    assert owners.pk in set(Face.objects.values_list("pk", flat=True))
 
 
 # -- the geometry, for every orientation --------------------------------------------------------
