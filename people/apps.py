@@ -7,7 +7,9 @@ class PeopleConfig(AppConfig):
 
     def ready(self):
         from gallery import scans
-        from people import regions
+        from people import regions, runners
+
+        runners.register()  # the faces stage: after thumbnails, when settings.FACES is on
 
         # Face regions in the files become named faces; first, so the search documents
         # rebuilt by the hooks after it already have the names.
