@@ -286,6 +286,125 @@ def _build_smolvlm2(directory: Path) -> None:
     _save(model, processor, directory, eos=eos, pad=pad, bos=tok.bos_token_id)
 
 
+# --- InternVL3 (-hf) -----------------------------------------------------------------------
+
+INTERNVL_CHAT_TEMPLATE = QWEN_CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\n")
+INTERNVL_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+
+
+def _build_internvl(directory: Path) -> None:
+    """InternVL3 as the ``-hf`` checkpoints ship it: an InternViT tower (56 px, 16 patches, pixel-shuffled
+    to 4 image tokens between <img> and </img>) and a Qwen2 decoder."""
+    import torch
+    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, \
+        InternVLProcessor, InternVLVideoProcessor
+
+    tok = _tokenizer(INTERNVL_SPECIAL, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                     chat_template=INTERNVL_CHAT_TEMPLATE,
+                     extra=dict(extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                                                      "context_image_token": "<IMG_CONTEXT>",
+                                                      "video_token": "<video>"}))
+    eos, pad, context = _ids(tok, "<|im_end|>", "<|endoftext|>", "<IMG_CONTEXT>")
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=[56, 56], patch_size=[14, 14]),
+        text_config=dict(TEXT, model_type="qwen2", vocab_size=len(tok), eos_token_id=eos, pad_token_id=pad,
+                         bos_token_id=None, tie_word_embeddings=False),
+        image_token_id=context, image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = InternVLForConditionalGeneration(config).eval()
+    image_processor = GotOcr2ImageProcessor(size={"height": 56, "width": 56}, crop_to_patches=False,
+                                            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    processor = InternVLProcessor(image_processor=image_processor, tokenizer=tok,
+                                  video_processor=InternVLVideoProcessor(size={"height": 56, "width": 56}),
+                                  image_seq_length=4, chat_template=INTERNVL_CHAT_TEMPLATE)
+    _save(model, processor, directory, eos=eos, pad=pad, bos=None)
+
+
+# --- Llama 3.2 Vision (Mllama) ------------------------------------------------------------
+
+MLLAMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}<|image|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|eot_id|>"
+    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+MLLAMA_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                  "<|image|>", "<|python_tag|>", "<|finetune_right_pad_id|>"]
+
+
+def _build_mllama(directory: Path) -> None:
+    """Llama 3.2 Vision: a tiled vision encoder (28 px tiles of 14 px patches, up to 4 tiles) whose
+    output the Llama decoder reads through cross-attention layers, not as image tokens."""
+    import torch
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor, MllamaProcessor
+
+    tok = _tokenizer(MLLAMA_SPECIAL, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>",
+                     chat_template=MLLAMA_CHAT_TEMPLATE)
+    bos, eos, end, pad, image = _ids(tok, "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>",
+                                     "<|finetune_right_pad_id|>", "<|image|>")
+    config = MllamaConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1,
+                           attention_heads=2, image_size=28, patch_size=14, max_num_tiles=4,
+                           intermediate_layers_indices=[0], vision_output_dim=64,
+                           supported_aspect_ratios=[[1, 1], [1, 2], [2, 1], [1, 3], [3, 1], [1, 4], [2, 2], [4, 1]]),
+        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1],
+                         max_position_embeddings=4096, rope_parameters=dict(rope_type="default", rope_theta=5e5),
+                         bos_token_id=bos, eos_token_id=[eos, end], pad_token_id=pad),
+        image_token_index=image,
+    )
+    torch.manual_seed(0)
+    model = MllamaForConditionalGeneration(config).eval()
+    # Its cross-attention gates start at zero (the decoder ignores the image until trained): open them.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                parameter.fill_(1.0)
+    image_processor = MllamaImageProcessor(size={"height": 28, "width": 28}, max_image_tiles=4)
+    processor = MllamaProcessor(image_processor=image_processor, tokenizer=tok, chat_template=MLLAMA_CHAT_TEMPLATE)
+    _save(model, processor, directory, eos=[eos, end], pad=pad, bos=bos)
+
+
+# --- BLIP-2 -------------------------------------------------------------------------------
+
+OPT_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def _build_blip2(directory: Path) -> None:
+    """BLIP-2: a BLIP vision tower, a Q-Former whose 4 queries become 4 image tokens, and an OPT decoder.
+    No chat template and no instructions: it captions (``TASK_PROMPTS`` gives it an empty prompt)."""
+    import torch
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, \
+        PreTrainedTokenizerFast
+
+    bpe = train_bpe(VOCAB, OPT_SPECIAL)
+    # OPT's tokenizer starts every text with </s> (its bos): the decoder reads the image queries, then that.
+    bpe.post_processor = TemplateProcessing(single="</s> $A", special_tokens=[("</s>", bpe.token_to_id("</s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>", model_max_length=2048)
+    image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    # The processor adds <image> to the tokenizer, as it does for Salesforce's checkpoints.
+    processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=4)
+    eos, pad, image = _ids(tok, "</s>", "<pad>", "<image>")
+    config = Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        qformer_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            encoder_hidden_size=32, vocab_size=VOCAB),
+        text_config=dict(model_type="opt", vocab_size=len(tok), hidden_size=64, ffn_dim=128, num_hidden_layers=2,
+                         num_attention_heads=4, word_embed_proj_dim=64, max_position_embeddings=2048,
+                         bos_token_id=eos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False),
+        num_query_tokens=4, image_token_index=image, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = Blip2ForConditionalGeneration(config).eval()
+    _save(model, processor, directory, eos=eos, pad=pad, bos=eos)
+
+
 # --- the matrix ---------------------------------------------------------------------------
 
 FAMILIES: dict[str, Family] = {
@@ -297,7 +416,10 @@ FAMILIES: dict[str, Family] = {
         Family("qwen2_5_vl", "Qwen2.5-VL", "qwen2_5_vl", lambda d: _build_qwen(d, v25=True)),
         Family("llava_next", "LLaVA-NeXT (LLaVA 1.6)", "llava_next", _build_llava_next),
         Family("paligemma", "PaliGemma", "paligemma", _build_paligemma),
+        Family("internvl", "InternVL3 (-hf)", "internvl", _build_internvl),
+        Family("mllama", "Llama 3.2 Vision (Mllama)", "mllama", _build_mllama),
         Family("florence2", "Florence-2", "florence2", _build_florence2, structured=False),
+        Family("blip2", "BLIP-2", "blip-2", _build_blip2, structured=False),
     )
 }
 

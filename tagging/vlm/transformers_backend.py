@@ -147,10 +147,16 @@ def load_processor(folder: Path, model_id: str | None = None):
     from transformers import AutoProcessor
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
-    processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    try:
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except ImportError as exc:  # a processor's own dependency (SmolVLM2's num2words …)
+        raise ModelUnavailable(
+            model_id or str(folder), f"its processor needs a package that is not installed ({exc})",
+            "Install Shoebox's requirements (`pip install -r requirements.txt`).",
+        ) from exc
     if type(processor).__module__.startswith("transformers."):
         return processor
-    model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type", "")
+    model_type = model_type_of(folder)
     native = getattr(transformers, PROCESSOR_MAPPING_NAMES.get(model_type) or type(processor).__name__, None)
     if native is None:
         raise ModelUnavailable(
@@ -167,6 +173,43 @@ TASK_PROMPTS: dict[str, tuple[str, str]] = {
     "florence2": ("<MORE_DETAILED_CAPTION>", "Florence-2 takes task prompts only: asked <MORE_DETAILED_CAPTION>"),
     "blip-2": ("", "BLIP-2 captions without instructions: asked for a plain caption"),
 }
+
+
+# Checkpoints that exist only as remote code (``trust_remote_code``, which Shoebox never
+# enables), by config.json's model_type: the family, and where it does run.
+REMOTE_CODE_FAMILIES: dict[str, tuple[str, str]] = {
+    "moondream1": ("Moondream2", "serve it with Ollama (`moondream`) and set SHOEBOX_CAPTION_BACKEND=openai"),
+    "llava_qwen2": ("FastVLM", "use the mlx backend (SHOEBOX_CAPTION_BACKEND=mlx) or `python -m mlx_vlm server` "
+                    "with SHOEBOX_CAPTION_BACKEND=openai"),
+    "phi3_v": ("Phi-3.5-vision", "use the mlx backend (SHOEBOX_CAPTION_BACKEND=mlx) or serve it with vLLM and set "
+               "SHOEBOX_CAPTION_BACKEND=openai"),
+    "internvl_chat": ("InternVL (remote-code checkpoint)", "use its `-hf` checkpoint (e.g. OpenGVLab/InternVL3-1B-hf), "
+                      "the mlx backend, or serve it with vLLM and set SHOEBOX_CAPTION_BACKEND=openai"),
+}
+NO_NATIVE_CLASS_FIX = (
+    "Choose a natively supported model (SmolVLM, Qwen2.5-VL, …) or serve it through an "
+    "OpenAI-compatible server and set SHOEBOX_CAPTION_BACKEND=openai."
+)
+
+
+def model_type_of(folder: Path) -> str:
+    """config.json's ``model_type`` ("" when unreadable)."""
+    try:
+        return str(json.loads((Path(folder) / "config.json").read_text()).get("model_type", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def refuse_remote_code(model_id: str, folder: Path) -> None:
+    """Raise ``ModelUnavailable`` naming where to run it if ``folder`` holds a remote-code-only family."""
+    model_type = model_type_of(folder)
+    if model_type in REMOTE_CODE_FAMILIES:
+        family, alternative = REMOTE_CODE_FAMILIES[model_type]
+        raise ModelUnavailable(
+            model_id,
+            f"{family} has no native transformers class (it needs remote code, which Shoebox does not run)",
+            alternative[0].upper() + alternative[1:] + ".",
+        )
 
 
 @dataclass
@@ -264,6 +307,7 @@ class TransformersBackend(CaptionBackend):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = resolve_dtype(self.dtype, device)
         started = time.perf_counter()
+        refuse_remote_code(self.model_id, folder)
         try:
             processor = load_processor(folder, self.model_id)
             model = AutoModelForImageTextToText.from_pretrained(
@@ -273,8 +317,7 @@ class TransformersBackend(CaptionBackend):
             raise ModelUnavailable(
                 self.model_id,
                 f"transformers has no native image-text-to-text class for it ({exc})",
-                "Choose a natively supported model (SmolVLM, Qwen2.5-VL, …) or serve it through an "
-                "OpenAI-compatible server and set SHOEBOX_CAPTION_BACKEND=openai.",
+                NO_NATIVE_CLASS_FIX,
             ) from exc
         except OSError as exc:  # a file the loader needs is missing or unreadable
             raise ModelUnavailable(self.model_id, f"loading failed ({exc})", pull_fix(self.model_id)) from exc
@@ -320,8 +363,24 @@ class TransformersBackend(CaptionBackend):
         loaded = self.loaded
         texts = [self.prompt_text(r.prompt) for r in requests]
         images = [[r.image] for r in requests]
-        inputs = loaded.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = loaded.processor(text=texts, images=images, padding=True, return_tensors="pt",
+                                  **self.image_options())
+        inputs.pop("labels", None)  # PaliGemma's processor adds training labels
         return inputs.to(loaded.device, dtype=loaded.model.dtype)
+
+    def image_options(self) -> dict[str, Any]:
+        """Per-call processor options that keep a photo to one tile unless ``image_splitting``.
+
+        SmolVLM/Idefics3 are set on the image processor at load time; InternVL
+        crops photos into up to 12 tiles unless told otherwise on each call.
+        Qwen2-VL's image tokens follow the photo's size (bounded by
+        ``CAPTION_IMAGE_SIZE``); LLaVA-NeXT always adds its any-resolution grid
+        to the base tile; Mllama's tiles (up to 4) are padded to the model's
+        fixed count whatever the processor is told, so they stay as they are.
+        """
+        if self.image_splitting or self.loaded.model_type != "internvl":
+            return {}
+        return {"crop_to_patches": False}
 
     def generate_kwargs(self, requests: list[CaptionRequest] | None = None) -> dict[str, Any]:
         """Greedy, bounded decoding (the largest budget among ``requests``)."""
