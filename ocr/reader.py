@@ -1,12 +1,13 @@
 """Reading text in an image with RapidOCR (PP-OCRv4 ONNX models inside the pip wheel). Django-free.
 
-The pipeline is RapidOCR's own parts, driven here so that two things can be chosen by measurement
-(bench/ocr_bench.py):
+The pipeline is RapidOCR's own parts, driven here so that the sizes the detector reads at can be
+chosen by measurement (bench/ocr_bench.py):
 
+0. *Quick pass* (``quick_size``, optional): the detector on a small copy (640 px). Most photos
+   have no text; where it finds no region the photo is done, for a fraction of a full pass.
 1. *Detect* text regions on a copy of the image scaled to ``det_size`` px on its long edge. The
    detector (a DB net) costs almost all of the time and grows with the pixels it sees; a photo
-   with no text stops here — no crop, no classifier, no recogniser — so it costs one detector
-   pass and nothing else.
+   with no text stops here — no crop, no classifier, no recogniser.
 2. *Crop* each region from the full-size image (small letters keep their pixels), turn it upright
    (the 0°/180° classifier), *recognise* it, and keep lines whose score is at least ``min_score``.
 
@@ -55,6 +56,7 @@ class Line:
 class Reading:
     lines: list[Line] = field(default_factory=list)
     regions: int = 0  # regions the detector found (before recognition and the score cut)
+    quick_skip: bool = False  # the quick pass found nothing: the full detector did not run
     seconds: float = 0.0
 
     @property
@@ -66,12 +68,14 @@ class Reader:
     """RapidOCR's detector, classifier and recogniser, loaded once, single-threaded by default."""
 
     def __init__(self, *, threads: int = 1, det_size: int = DEFAULT_DET_SIZE, min_score: float = DEFAULT_MIN_SCORE,
-                 use_cls: bool = True) -> None:
+                 quick_size: int = 0, use_cls: bool = True) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
         if det_size < 64:
             raise ValueError(f"det_size must be at least 64 px, not {det_size}")
         self.det_size = det_size
+        # A first detector pass this small (0: none): a photo where it finds nothing is done.
+        self.quick_size = quick_size if 0 < quick_size < det_size else 0
         self.min_score = min_score
         self.use_cls = use_cls
         # limit_type "min" with a small limit: the detector takes the size given here (only
@@ -87,7 +91,9 @@ class Reader:
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
         height, width = bgr.shape[:2]
         with self._lock:
-            boxes = self._detect(bgr)
+            if self.quick_size and not len(self._detect(bgr, self.quick_size)):
+                return Reading(quick_skip=True, seconds=time.perf_counter() - started)
+            boxes = self._detect(bgr, self.det_size)
             if not len(boxes):
                 return Reading(seconds=time.perf_counter() - started)
             crops = self._engine.get_crop_img_list(bgr, boxes)
@@ -101,12 +107,12 @@ class Reader:
                 lines.append(Line(text=text, box=_fractions(box, width, height), score=round(float(score), 4)))
         return Reading(lines=reading_order(lines), regions=len(boxes), seconds=time.perf_counter() - started)
 
-    def _detect(self, bgr: np.ndarray) -> np.ndarray:
+    def _detect(self, bgr: np.ndarray, size: int) -> np.ndarray:
         """Text regions as float32 ``[n, 4, 2]`` pixel corners of the full image (empty: no text)."""
         import cv2
 
         height, width = bgr.shape[:2]
-        scale = min(self.det_size / max(height, width), 2.0)  # a small image is enlarged at most twice
+        scale = min(size / max(height, width), 2.0)  # a small image is enlarged at most twice
         small = bgr
         if abs(scale - 1.0) > 0.02:
             size = (max(32, round(width * scale)), max(32, round(height * scale)))
@@ -150,6 +156,7 @@ def reading_order(lines: list[Line]) -> list[Line]:
 
 
 @functools.lru_cache(maxsize=2)
-def load(*, threads: int = 1, det_size: int = DEFAULT_DET_SIZE, min_score: float = DEFAULT_MIN_SCORE) -> Reader:
+def load(*, threads: int = 1, det_size: int = DEFAULT_DET_SIZE, min_score: float = DEFAULT_MIN_SCORE,
+         quick_size: int = 0) -> Reader:
     """The process's reader for these settings (made once: about 0.2 s and 15 MB of models)."""
-    return Reader(threads=threads, det_size=det_size, min_score=min_score)
+    return Reader(threads=threads, det_size=det_size, min_score=min_score, quick_size=quick_size)

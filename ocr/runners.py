@@ -35,7 +35,7 @@ def configured_model() -> str:
 def load_reader() -> reader.Reader:
     """The process's reader (made once per worker process, then kept)."""
     return reader.load(threads=settings.OCR_THREADS, det_size=settings.OCR_DET_SIZE,
-                       min_score=settings.OCR_MIN_SCORE)
+                       min_score=settings.OCR_MIN_SCORE, quick_size=settings.OCR_QUICK_SIZE)
 
 
 def image_source(photo):

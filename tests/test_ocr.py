@@ -145,4 +145,16 @@ def test_the_reader_returns_lines_in_reading_order_with_boxes_as_fractions():
     bottom = reading.lines[2].box
     assert 0.25 < bottom[0][0] < 0.35 and 0.62 < bottom[0][1] < 0.72, bottom
     blank = ocr_reader.Reader(threads=1).read(Image.new("RGB", (800, 600), (90, 140, 200)))
-    assert blank.lines == [] and blank.regions == 0
+    assert blank.lines == [] and blank.regions == 0 and not blank.quick_skip
+
+
+def test_the_quick_pass_ends_a_photo_without_text_and_lets_text_through(corpus, tmp_path):
+    if not FONT.is_file():
+        pytest.skip(f"{FONT} is not installed")
+    quick = ocr_reader.Reader(threads=1, det_size=1280, quick_size=640)
+    with Image.open(corpus / NO_TEXT) as cat:
+        skipped = quick.read(cat.convert("RGB").resize((1600, 1063)))
+    assert skipped.quick_skip and skipped.lines == [] and skipped.regions == 0
+    with Image.open(draw_sign(corpus, tmp_path / "sign.jpg")) as sign:
+        read = quick.read(sign.convert("RGB"))
+    assert not read.quick_skip and "BAKERY" in read.text.upper()
