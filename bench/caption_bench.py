@@ -24,8 +24,24 @@ corpus, decoded with ``gallery.imaging.open_upright`` at
 Every call generates exactly ``--max-new-tokens`` tokens (min_new_tokens =
 max_new_tokens): random weights would otherwise stop at random points.
 
+``--two-pass`` measures what a library costs instead (issue 12): with one
+torch thread per process, as each of the two workers on a 2-core machine
+runs (``SHOEBOX_WORKER_THREADS``), the CPU seconds per photo
+(``time.process_time``: other processes on a shared machine do not inflate
+it, as they do wall time) of
+
+* the first pass (``prompt.build_first_pass_prompt``, ``--first-tokens``
+  forced, ``SHOEBOX_CAPTION_BATCH`` photos per call),
+* the full description (``prompt.build_prompt``, ``--full-tokens`` forced),
+
+then photos/hour on 2 cores (two single-threaded workers), the full
+descriptions a library needs once near-duplicate groups share one
+(``near_duplicates.group_pairs`` on a simulated library with bursts, at
+several burst rates), and the projected days for a 50,000-photo library.
+
 Run: ``.venv/bin/python bench/caption_bench.py [--model-arch smolvlm-256m|smolvlm-500m]
-[--photos 6] [--max-new-tokens 64] [--batch 3]``. The model folder is built once
+[--photos 6] [--max-new-tokens 64] [--batch 3]`` or ``… --two-pass [--first-tokens 64]
+[--full-tokens 250] [--library 50000]``. The model folder is built once
 and reused (``--model-dir``, default ``$TMPDIR/shoebox-caption-bench``).
 Measured figures (2 cores, noisy neighbours) are in
 shared/notes/models-on-these-machines.md; compare like with like.
@@ -92,6 +108,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=3, help="photos per generate() call in the batching phase")
     parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "shoebox-caption-bench")
+    parser.add_argument("--two-pass", action="store_true", help="first pass vs full description, and a library's cost")
+    parser.add_argument("--first-tokens", type=int, default=64, help="tokens per first-pass caption (forced)")
+    parser.add_argument("--full-tokens", type=int, default=250, help="tokens per full description (forced)")
+    parser.add_argument("--library", type=int, default=50_000, help="photos in the projected library")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (two-pass mode)")
     return parser.parse_args()
 
 
@@ -145,6 +166,8 @@ def build_model(arch: str, directory: Path) -> Path:
 
 def main() -> None:
     args = parse_args()
+    if args.two_pass:
+        return two_pass(args)
     if args.photos < 1 or args.max_new_tokens < 2 or args.batch < 2:
         sys.exit("--photos must be >= 1, --max-new-tokens >= 2 and --batch >= 2")
     import torch
@@ -234,6 +257,104 @@ def main() -> None:
           f"({(batched_ppm / single_ppm - 1) * 100:+.0f}%)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB")
+
+
+# -- two passes and a library's cost ---------------------------------------------------------
+
+# Burst rates: the share of a library's photos that have a near-duplicate (bursts, edits, re-saves).
+# Phone libraries measured by photo-management studies sit around a third; a burst-heavy
+# (sports, children, pets) library goes past half.
+BURST_RATES = (0.0, 0.2, 0.35, 0.5)
+MEAN_BURST = 3.0  # photos per near-duplicate group (geometric sizes, at least 2)
+
+
+def simulated_pairs(photos: int, burst_rate: float, seed: int = 12) -> list[tuple[int, int]]:
+    """Near-duplicate pairs of a library where ``burst_rate`` of the photos sit in bursts.
+
+    Bursts are consecutive ids with sizes ≥ 2 drawn from a geometric
+    distribution of mean ``MEAN_BURST``; each shot pairs with the next (a chain,
+    as near_duplicates.find_pairs finds a burst), the rest are singles.
+    """
+    import random
+
+    rng = random.Random(seed)
+    starts = burst_rate / (burst_rate + MEAN_BURST * (1 - burst_rate))  # so that bursts hold burst_rate of photos
+    pairs, pk = [], 0
+    while pk < photos:
+        if rng.random() < starts:
+            size = 2
+            while rng.random() < (MEAN_BURST - 2) / (MEAN_BURST - 1) and size < 40:
+                size += 1
+            size = min(size, photos - pk)
+            pairs += [(pk + i, pk + i + 1) for i in range(size - 1)]
+            pk += size
+        else:
+            pk += 1
+    return pairs
+
+
+def cpu_per_photo(backend, requests, batch: int, tokens: int) -> tuple[float, float, int]:
+    """(CPU seconds per photo, wall seconds per photo, prompt tokens) captioning ``requests`` ``batch`` at a time."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    prompt_tokens = 0
+    for start in range(0, len(requests), batch):
+        outputs = backend.caption(requests[start:start + batch])
+        assert all(o.output_tokens == tokens for o in outputs), [o.output_tokens for o in outputs]
+        prompt_tokens = outputs[0].prompt_tokens
+    n = len(requests)
+    return (time.process_time() - cpu) / n, (time.perf_counter() - wall) / n, prompt_tokens
+
+
+def two_pass(args) -> None:
+    import django
+    import torch
+
+    django.setup()  # near_duplicates' models; no database is opened
+    from django.conf import settings
+
+    from gallery.imaging import open_upright
+    from tagging import near_duplicates
+    from tagging.prompt import build_first_pass_prompt
+    from tagging.vlm.base import CaptionRequest
+    from tagging.vlm.transformers_backend import TransformersBackend
+
+    torch.set_num_threads(args.threads)
+    print(machine())
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
+    folder = build_model(args.model_arch, args.model_dir)
+    batch = max(1, settings.CAPTION_BATCH)
+    context = PhotoContext(place="Arezzo, Tuscany, Italy", camera="NIKON D70", keywords=["summer", "piazza"])
+    images = [open_upright(p, target=settings.CAPTION_IMAGE_SIZE, max_pixels=settings.MAX_IMAGE_PIXELS)
+              for p in pick_photos(args.photos)]
+    first_prompt = build_first_pass_prompt(context)
+    figures = {}
+    for name, prompt_text, tokens in (("first pass", first_prompt, args.first_tokens),
+                                      ("full description", PROMPT, args.full_tokens)):
+        backend = TransformersBackend(str(folder), max_new_tokens=tokens, min_new_tokens=tokens, dtype=args.dtype)
+        backend.caption([CaptionRequest(image=images[0], prompt=prompt_text)])  # warm-up
+        requests = [CaptionRequest(image=image, prompt=prompt_text, max_new_tokens=tokens) for image in images]
+        cpu, wall, prompt_tokens = cpu_per_photo(backend, requests, batch, tokens)
+        figures[name] = cpu
+        per_hour = 2 * 3600 / cpu
+        print(f"{name}: prompt {prompt_tokens} tokens, {tokens} new tokens, batch {batch}, "
+              f"{torch.get_num_threads()} thread: {cpu:.2f} CPU s/photo ({wall:.2f} s wall) "
+              f"→ {per_hour:,.0f} photos/hour on 2 cores (two single-threaded workers)")
+        del backend
+    first, full = figures["first pass"], figures["full description"]
+    print(f"\nfull description / first pass: {full / first:.1f}× the CPU per photo")
+    print(f"{args.library:,}-photo library, 2 cores:")
+    first_hours = args.library * first / 2 / 3600
+    print(f"  first pass for every photo: {first_hours:.1f} h ({'within' if first_hours <= 24 else 'over'} 24 h)")
+    for rate in BURST_RATES:
+        groups = near_duplicates.group_pairs(simulated_pairs(args.library, rate))
+        members = sum(len(g) for g in groups)
+        needed = args.library - members + len(groups)
+        hours = needed * full / 2 / 3600
+        print(f"  burst rate {rate:.0%}: {len(groups):,} near-duplicate groups holding {members:,} photos → "
+              f"{needed:,} full descriptions ({1 - needed / args.library:.0%} reused), {hours:.0f} h = "
+              f"{hours / 24:.1f} days of idle machine")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
+          f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ One photo in one stage is one ``PhotoStage`` row. Its state changes only here::
   photo unblocks them (or, done again, makes them out of date: pending); retries are queued again; and the batch's photos are
   queued for the next stage in order that has work for them (cheap stages
   first: embeddings for the whole library before its captions).
+* **Pacing**: a background stage (``StageSpec.paced``: the full caption) is
+  queued only as the machine allows (:func:`allowance`): while no earlier
+  stage has work waiting, one batch at a time, within its rate. What someone
+  asks for (:func:`photo_opened`, retries, ``process --stage``) is queued
+  regardless.
 """
 
 from __future__ import annotations
@@ -130,10 +135,16 @@ def start_over(photo_ids: Iterable[int]) -> int:
 
 
 def _ready(spec: StageSpec, qs):
-    """Rows of ``qs`` whose photo has every stage ``spec`` needs done."""
+    """Rows of ``qs`` whose photo has every stage ``spec`` needs done (and that the stage's own rule lets run)."""
     for need in spec.needs:
         qs = qs.filter(Exists(PhotoStage.objects.filter(photo_id=OuterRef("photo_id"), stage=need, state=State.DONE)))
-    return qs
+    return spec.ready(qs) if spec.ready else qs
+
+
+def redo(stage: str | StageSpec, photo_ids: Iterable[int]) -> int:
+    """What ``stage`` made for these photos is gone (a reused caption undone): done rows are pending again."""
+    return PhotoStage.objects.filter(stage=_spec(stage).name, photo_id__in=list(photo_ids), state=State.DONE).update(
+        state=State.PENDING, attempts=0, error="")
 
 
 def _dependents_of(spec: StageSpec, photo_ids: list[int]):
@@ -153,7 +164,9 @@ def refresh_dependents(spec: StageSpec, photo_ids: list[int]) -> int:
     """``spec`` is done (again) for these photos: the stages built on it are unblocked, or out of date."""
     if not photo_ids:
         return 0
-    return _dependents_of(spec, photo_ids).filter(state__in=[State.BLOCKED, State.DONE]).update(
+    users = PhotoStage.objects.filter(photo_id__in=photo_ids, stage__in=[s.name for s in stages.users(spec.name)],
+                                      state=State.DONE).update(state=State.PENDING, error="", attempts=0)
+    return users + _dependents_of(spec, photo_ids).filter(state__in=[State.BLOCKED, State.DONE]).update(
         state=State.PENDING, error="", attempts=0)
 
 
@@ -192,14 +205,45 @@ def take(stage: str | StageSpec, photo_ids: Iterable[int] | None = None, *, limi
     return batches
 
 
-def enqueue(stage: str | StageSpec, photo_ids: Iterable[int] | None = None) -> set[int]:
-    """Hand the ready pending work of ``stage`` to the worker; returns the photo ids queued."""
+def idle_before(spec: StageSpec) -> bool:
+    """Whether every stage before ``spec`` is out of work: nothing queued, running, or pending and ready."""
+    earlier = [s for s in stages.ordered() if (s.order, s.name) < (spec.order, spec.name) and not s.on_demand]
+    if PhotoStage.objects.filter(stage__in=[s.name for s in earlier], state__in=[State.QUEUED, State.RUNNING]).exists():
+        return False
+    return not any(_ready(s, PhotoStage.objects.filter(stage=s.name, state=State.PENDING)).exists() for s in earlier)
+
+
+def allowance(spec: StageSpec) -> int:
+    """How many photos of a paced stage may be queued now, unasked.
+
+    None while an earlier stage has work waiting (cheap work first, and a new
+    import is never stuck behind a queue of slow captions); else what is left
+    of one batch in flight, and never more than ``spec.paced()`` (the rate).
+    """
+    if spec.paced is None:
+        return spec.batch_size()
+    if not idle_before(spec):
+        return 0
+    in_flight = PhotoStage.objects.filter(stage=spec.name, state__in=[State.QUEUED, State.RUNNING]).count()
+    return max(0, min(max(1, spec.batch_size()) - in_flight, spec.paced()))
+
+
+def enqueue(stage: str | StageSpec, photo_ids: Iterable[int] | None = None, *, asked: bool = False) -> set[int]:
+    """Hand the ready pending work of ``stage`` to the worker; returns the photo ids queued.
+
+    A paced stage takes only its :func:`allowance` unless the work was ``asked`` for.
+    """
     from django_q.tasks import async_task
 
     spec = _spec(stage)
+    limit = None
+    if spec.paced is not None and not asked:
+        limit = allowance(spec)
+        if limit <= 0:
+            return set()
     queued: set[int] = set()
     with transaction.atomic():
-        for model, ids in take(spec, photo_ids):
+        for model, ids in take(spec, photo_ids, limit=limit):
             transaction.on_commit(
                 lambda ids=ids, model=model: async_task(
                     RUN_TASK, spec.name, ids, model, group=spec.name, timeout=spec.task_timeout()
@@ -215,13 +259,32 @@ def enqueue_all(photo_ids: Iterable[int] | None = None) -> dict[str, int]:
     return {spec.name: len(enqueue(spec, ids)) for spec in stages.ordered()}
 
 
+def photo_opened(photo_id: int) -> list[tuple[StageSpec, str]]:
+    """Someone opened this photo: queue the stages worth doing for it now (its full caption), unpaced.
+
+    Returns each such stage with the photo's state in it now (the page says what is on its way).
+    """
+    opened = []
+    for spec in stages.ordered():
+        if spec.on_open is not None:
+            enqueue(spec, spec.on_open([photo_id]), asked=True)
+            state = PhotoStage.objects.filter(photo_id=photo_id, stage=spec.name).values_list("state", flat=True).first()
+            if state:
+                opened.append((spec, state))
+    return opened
+
+
 def queue_next(stage: str | StageSpec, photo_ids: Iterable[int]) -> None:
-    """Queue each photo for the first stage after ``stage`` that has ready work for it."""
+    """Queue each photo for the first stage after ``stage`` that has ready work for it.
+
+    A paced stage after it takes whatever ready work it has, as its allowance lets it.
+    """
     remaining = set(photo_ids)
     for spec in stages.later(_spec(stage).name):
-        if not remaining:
-            break
-        remaining -= enqueue(spec, remaining)
+        if spec.paced is not None:
+            enqueue(spec)
+        elif remaining:
+            remaining -= enqueue(spec, remaining)
 
 
 def retry_failed(stage: str | StageSpec) -> int:
@@ -230,7 +293,7 @@ def retry_failed(stage: str | StageSpec) -> int:
     n = PhotoStage.objects.filter(stage=spec.name, state__in=[State.FAILED, State.UNAVAILABLE]).update(
         state=State.PENDING, attempts=0, error=""
     )
-    enqueue(spec)
+    enqueue(spec, asked=True)
     return n
 
 
@@ -469,11 +532,24 @@ def settle(batch: Batch) -> None:
 
 
 def pass_on(batch: Batch) -> None:
-    """Retries back to the worker; every photo on to the next stage with work for it."""
+    """Retries back to the worker; every photo on to the next stage with work for it.
+
+    Stages that read this one's output again (``uses``) and photos that were
+    waiting for these (``followers``) are queued too; a paced stage queues its
+    next batch as its allowance lets it.
+    """
+    spec = batch.spec
     retries = batch.ids(State.PENDING)
     if retries:
-        enqueue(batch.spec, retries)
-    queue_next(batch.spec, [p.pk for p in batch.photos])
+        enqueue(spec, retries, asked=True)
+    done = batch.ids(State.DONE)
+    for user in stages.users(spec.name):
+        enqueue(user, done)
+    if spec.followers is not None and done:
+        enqueue(spec, spec.followers(done), asked=True)
+    queue_next(spec, [p.pk for p in batch.photos])
+    if spec.paced is not None:
+        enqueue(spec)
 
 
 # -- in the foreground ---------------------------------------------------------------
@@ -499,11 +575,14 @@ def run_pending(stage: str | StageSpec, *, photo_ids: Iterable[int] | None = Non
 
 
 def run_all_pending(*, only: str | None = None, progress_for=None) -> dict[str, dict]:
-    """Every stage in order, in this process. ``progress_for(stage)`` gives a progress callback."""
+    """Every stage in order, in this process. ``progress_for(stage)`` gives a progress callback.
+
+    A paced stage (the full caption) runs only when named by ``only``: it is the slow one, done as the machine allows.
+    """
     prepare()
     results = {}
     for spec in stages.ordered():
-        if only and spec.name != only:
+        if (only and spec.name != only) or (not only and spec.paced is not None):
             continue
         results[spec.name] = run_pending(spec, progress=progress_for(spec.name) if progress_for else None)
     return results
@@ -512,7 +591,8 @@ def run_all_pending(*, only: str | None = None, progress_for=None) -> dict[str, 
 def queue_all_pending(*, only: str | None = None) -> dict[str, int]:
     """Every stage's ready pending work to the worker (later stages also follow as batches finish)."""
     prepare()
-    return {spec.name: len(enqueue(spec)) for spec in stages.ordered() if not only or spec.name == only}
+    return {spec.name: len(enqueue(spec, asked=spec.name == only)) for spec in stages.ordered()
+            if not only or spec.name == only}
 
 
 # -- what the pages show ---------------------------------------------------------------
@@ -550,12 +630,13 @@ def recent_failures(limit: int = 50):
 
 
 def has_work() -> bool:
-    """Whether anything is queued or running, or pending and ready to be queued."""
+    """Whether anything is queued or running, or pending and ready to be queued (a paced stage's pending
+    work waits for its pace, so it does not count)."""
     if PhotoStage.objects.filter(state__in=[State.QUEUED, State.RUNNING]).exists():
         return True
     return any(
         _ready(spec, PhotoStage.objects.filter(stage=spec.name, state=State.PENDING)).exists()
-        for spec in stages.ordered()
+        for spec in stages.ordered() if spec.paced is None
     )
 
 

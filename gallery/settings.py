@@ -293,6 +293,11 @@ CAPTION_MODEL = envstr("SHOEBOX_CAPTION_MODEL", "") or (
 )
 CAPTION_MAX_NEW_TOKENS = envint("SHOEBOX_CAPTION_MAX_TOKENS", 400)
 CAPTION_BATCH = envint("SHOEBOX_CAPTION_BATCH", 4)
+# Two passes (tagging.runners): a first pass for every photo (one sentence and tags, this many new tokens
+# at most), then full descriptions as the machine allows: at most this many per hour, only while no
+# cheaper work waits (0: only for photos someone opens; bench/caption_bench.py --two-pass).
+CAPTION_FIRST_TOKENS = envint("SHOEBOX_CAPTION_FIRST_TOKENS", 64)
+FULL_CAPTIONS_PER_HOUR = envint("SHOEBOX_FULL_CAPTIONS_PER_HOUR", 60)
 CAPTION_IMAGE_SIZE = envint("SHOEBOX_CAPTION_IMAGE_SIZE", 512)  # long edge handed to the model
 CAPTION_DTYPE = envstr("SHOEBOX_CAPTION_DTYPE", "auto")  # auto, bfloat16, float16, float32
 CAPTION_IMAGE_SPLITTING = envbool("SHOEBOX_CAPTION_IMAGE_SPLITTING", False)

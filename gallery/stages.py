@@ -1,7 +1,8 @@
 """The stage registry: every processing stage a photo goes through, declared once.
 
 Each app registers its stages in its ``AppConfig.ready()``: the gallery app
-the thumbnail stage, the tagging app the embedding and caption stages. A
+the thumbnail stage, the tagging app the embedding, caption (first pass),
+tag score and description (full caption, paced) stages. A
 stage is a name, an explicit order (cheap stages first), the stages it needs
 done before it can run, a runner, a batch size and the model it currently
 uses. Views, commands and templates ask this registry; they never spell a
@@ -70,6 +71,21 @@ class StageSpec:
     # Whether the stage runs at all now (a setting can switch a whole stage off: faces, OCR).
     # A disabled stage is left out of every listing below, as if it were not registered.
     enabled: Callable[[], bool] = lambda: True
+    # A background stage (the full caption) runs as the machine allows: never while an earlier stage
+    # has work waiting, one batch in flight at a time, and at most ``paced()`` more photos now (a
+    # rate setting). Work someone asks for (a photo opened, a retry) is queued regardless.
+    paced: Callable[[], int] | None = None
+    # Readiness beyond ``needs``: narrows a queryset of this stage's PhotoStage rows to those that may
+    # run now (a near-duplicate waits for its representative's description).
+    ready: Callable[[object], object] | None = None
+    # The photos to queue for this stage when someone opens photo ids (its own, and any it waits for).
+    on_open: Callable[[list[int]], list[int]] | None = None
+    # Photos whose work became ready, and cheap, once these are done (near-duplicates that reuse a
+    # representative's description): queued at once, paced or not.
+    followers: Callable[[list[int]], list[int]] | None = None
+    # Stages whose output this one reads when it is there, without waiting for it (tag scores read the
+    # full caption's tags): when one of them is done again, this one is done again.
+    uses: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -124,6 +140,11 @@ def later(name: str) -> list[StageSpec]:
     """The stages after ``name``, in order."""
     position = get(name).order
     return [s for s in ordered() if (s.order, s.name) > (position, name)]
+
+
+def users(name: str) -> list[StageSpec]:
+    """Every stage that reads ``name``'s output without waiting for it (``uses``), in order."""
+    return [s for s in ordered() if name in s.uses]
 
 
 def dependents(name: str) -> list[StageSpec]:

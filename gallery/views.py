@@ -60,8 +60,10 @@ def photo_detail(request, pk: int):
         "prev": browse.neighbour(photo, filters, newer=True),
         "next": browse.neighbour(photo, filters, newer=False),
         "query": filters.as_query(),
+        # Opening a photo asks for its full caption now, ahead of the background pace.
+        "opened": engine.photo_opened(photo.pk),
         "stages": photo.stages.order_by("id"),
-        "caption": photo.captions.order_by("-created_at").first(),
+        "caption": photo.captions.shown_first().select_related("source__photo").first(),
     }
     return render(request, "gallery/photo.html", context)
 

@@ -153,8 +153,12 @@ class ParsedCaption:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_caption(raw: str | None) -> ParsedCaption:
-    """Turn a model's raw answer into schema fields; never raises."""
+def parse_caption(raw: str | None, *, asked: tuple[str, ...] | None = None) -> ParsedCaption:
+    """Turn a model's raw answer into schema fields; never raises.
+
+    ``asked`` names the keys the prompt asked for (the first pass asks for two),
+    so that only those are noted when missing; default: every key of the schema.
+    """
     notes: list[str] = []
     text = raw if isinstance(raw, str) else ""
     if len(text) > MAX_INPUT_CHARS:
@@ -171,7 +175,7 @@ def parse_caption(raw: str | None) -> ParsedCaption:
         return _prose(text, notes)
     obj, outside, found_notes = found
     json_notes = notes + found_notes
-    fields = _normalise(_unwrap(obj, json_notes), json_notes)
+    fields = _normalise(_unwrap(obj, json_notes), json_notes, asked or tuple(SCHEMA))
     if not fields:
         if len(_clean(outside, single_line=True).split()) >= 3:
             # Braces inside prose ("a sign reading {OPEN}"), not an answer in JSON.
@@ -494,7 +498,7 @@ def _unwrap(obj: dict, notes: list[str]) -> dict:
     return obj
 
 
-def _normalise(obj: dict, notes: list[str]) -> dict[str, Any]:
+def _normalise(obj: dict, notes: list[str], asked: tuple[str, ...]) -> dict[str, Any]:
     """Map keys onto the schema and coerce every value to its type; note every change."""
     candidates = []
     unknown = []
@@ -522,7 +526,7 @@ def _normalise(obj: dict, notes: list[str]) -> dict[str, Any]:
             fields[target] = coerced
 
     ordered = {name: fields[name] for name in SCHEMA if name in fields}
-    missing = [name for name in SCHEMA if name not in ordered]
+    missing = [name for name in asked if name in SCHEMA and name not in ordered]
     if missing:
         notes.append("missing: " + ", ".join(missing))
     return ordered

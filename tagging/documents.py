@@ -46,10 +46,10 @@ LEFT JOIN LATERAL (
                      (SELECT string_agg(v, ' ') FROM jsonb_array_elements_text(
                          CASE WHEN jsonb_typeof(c.fields->'activities') = 'array' THEN c.fields->'activities' ELSE '[]' END) v)
            ) AS fields
-    FROM tagging_caption c WHERE c.photo_id = p.id ORDER BY c.created_at DESC LIMIT 1
+    FROM tagging_caption c WHERE c.photo_id = p.id
+    ORDER BY (c.caption_pass = 'full') DESC, c.created_at DESC LIMIT 1  -- the full description, else the first pass
 ) c ON true
 LEFT JOIN tagging_ownercaption o ON o.photo_id = p.id
-LEFT JOIN ocr_phototext ocr ON ocr.photo_id = p.id
 LEFT JOIN LATERAL (
     SELECT string_agg(DISTINCT pp.name, ' ') AS names
     FROM people_face fc JOIN people_person pp ON pp.id = fc.person_id

@@ -39,13 +39,31 @@ class Embedding(models.Model):
         return f"{self.model} embedding of photo {self.photo_id}"
 
 
+class CaptionQuerySet(models.QuerySet):
+    def shown_first(self):
+        """The caption pages show first: the newest full description, else the newest first pass."""
+        full_first = models.Case(models.When(caption_pass=Caption.Pass.FULL, then=models.Value(1)),
+                                 default=models.Value(0))
+        return self.order_by(full_first.desc(), "-created_at")
+
+
 class Caption(models.Model):
     """One structured caption of a photo by one model and prompt version.
 
     ``raw_text`` is exactly what the model said; ``fields`` is what the
     parser made of it (see ``tagging.captions.SCHEMA``). All of it is
     untrusted text: templates keep autoescaping on.
+
+    ``caption_pass`` says which pass wrote it: the *first* pass (one sentence
+    and tags, every photo, quickly) or the *full* description (every field,
+    later). A full description with a ``source`` was not made for this photo:
+    it is its near-duplicate representative's, reused (``source.photo``), and
+    it goes when the photo leaves that group.
     """
+
+    class Pass(models.TextChoices):
+        FIRST = "first", "first pass"
+        FULL = "full", "full description"
 
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="captions")
     backend = models.CharField(max_length=20)  # mlx, transformers, openai
@@ -62,7 +80,12 @@ class Caption(models.Model):
     first_token_latency = models.FloatField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    caption_pass = models.CharField(max_length=5, choices=Pass.choices, default=Pass.FULL)
+    source = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="copies")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CaptionQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -75,10 +98,17 @@ class Caption(models.Model):
             models.Index(fields=["photo", "-created_at"], name="caption_photo_newest"),
             # "Which photos lack a caption by model X".
             models.Index(fields=["model", "photo"], name="caption_model_photo"),
+            # The full pass's hourly allowance: full descriptions a model wrote in the last hour.
+            models.Index(fields=["caption_pass", "updated_at"], name="caption_model_written",
+                         condition=models.Q(source__isnull=True)),
         ]
 
     def __str__(self) -> str:
-        return f"{self.backend}:{self.model} caption of photo {self.photo_id}"
+        return f"{self.backend}:{self.model} {self.caption_pass} caption of photo {self.photo_id}"
+
+    @property
+    def is_reused(self) -> bool:
+        return self.source_id is not None
 
     @property
     def display_fields(self) -> list[tuple[str, str]]:
@@ -130,6 +160,18 @@ class NearDuplicate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "photo", "other"], name="nearduplicate_unique_pair"),
         ]
+
+
+class Representative(models.Model):
+    """A near-duplicate and the photo that stands for its group (``tagging.near_duplicates``).
+
+    Only members other than the representative have a row. The group gets one
+    full description, the representative's; members reuse it.
+    """
+
+    photo = models.OneToOneField(Photo, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    representative = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=300)  # the CLIP model whose near-duplicates these are
 
 
 # -- tags ------------------------------------------------------------------------------

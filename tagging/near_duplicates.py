@@ -6,16 +6,23 @@ shots — are found by asking the HNSW index for each photo's few nearest
 neighbours and keeping pairs closer than ``MAX_DISTANCE`` (cosine). The
 pairs are stored (``NearDuplicate``) by a background task, since a large
 library takes minutes, and grouped for the page with union-find.
+
+A group is described once (issue: do not caption the same scene twice): its
+*representative* is its first photo (the lowest id: the first imported, so a
+later burst shot or re-save never displaces it), and the full description
+stage lets the others reuse the representative's (``Representative`` rows,
+``tagging.runners.describe``). When the groups change, reuse that no longer
+holds is undone.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Q
 
 from gallery.models import Photo, SourceFile
-from tagging.models import Embedding, NearDuplicate
+from tagging.models import Caption, Embedding, NearDuplicate, Representative
 
 NEIGHBOURS = 5
 CHUNK = 500
@@ -30,7 +37,8 @@ def find_pairs(model_key: str, dim: int, *, threshold: float | None = None, phot
 
     Without ``photo_ids`` every photo is looked at again and the model's pairs
     are replaced; with them (the embedding stage, after each batch) only
-    those photos' neighbours are looked up and new pairs added.
+    those photos' pairs are replaced (an edited photo may have left its
+    group). Representatives follow (:func:`refresh_representatives`).
     """
     threshold = max_distance() if threshold is None else threshold
     everything = photo_ids is None
@@ -60,14 +68,52 @@ def find_pairs(model_key: str, dim: int, *, threshold: float | None = None, phot
                 else:
                     pairs.append(NearDuplicate(photo_id=b, other_id=a, model=model_key, distance=dist))
     with transaction.atomic():
+        mine = NearDuplicate.objects.filter(model=model_key)
         if everything:
-            NearDuplicate.objects.filter(model=model_key).delete()
+            mine.delete()
+        else:
+            mine.filter(Q(photo_id__in=ids) | Q(other_id__in=ids)).delete()
         NearDuplicate.objects.bulk_create(pairs, ignore_conflicts=True)
+        refresh_representatives(model_key)
     return NearDuplicate.objects.filter(model=model_key).count()
+
+
+def refresh_representatives(model_key: str) -> int:
+    """Each group's representative (its lowest id) for every other member; reuse that no longer holds is
+    undone. Returns how many reused descriptions were undone."""
+    from tagging import documents
+
+    wanted = {member: group[0] for group in groups(model_key) for member in group[1:]}
+    with transaction.atomic():
+        current = dict(Representative.objects.values_list("photo_id", "representative_id"))
+        Representative.objects.filter(photo_id__in=[pk for pk, rep in current.items() if wanted.get(pk) != rep]).delete()
+        Representative.objects.bulk_create([
+            Representative(photo_id=member, representative_id=rep, model=model_key)
+            for member, rep in wanted.items() if current.get(member) != rep
+        ])
+        # A copy whose photo left the group, or whose group has another representative now. Deleting it
+        # sends that photo's description back to pending (tagging.runners.undo_reuse).
+        stale = Caption.objects.filter(source__isnull=False).exclude(Exists(Representative.objects.filter(
+            photo_id=OuterRef("photo_id"), representative_id=OuterRef("source__photo_id"))))
+        undone = list(stale.values_list("photo_id", flat=True))
+        if undone:
+            stale.delete()
+            documents.refresh(undone)
+    return len(undone)
+
+
+def representative_of(photo_id: int) -> int | None:
+    """The photo whose full description this near-duplicate reuses, or None (it is described itself)."""
+    return Representative.objects.filter(photo_id=photo_id).values_list("representative_id", flat=True).first()
 
 
 def groups(model_key: str) -> list[list[int]]:
     """Connected groups of near-duplicate photo ids, largest first."""
+    return group_pairs(NearDuplicate.objects.filter(model=model_key).values_list("photo_id", "other_id"))
+
+
+def group_pairs(pairs) -> list[list[int]]:
+    """Connected groups (sorted ids) of ``(a, b)`` pairs, largest first (union-find; no database)."""
     parent: dict[int, int] = {}
 
     def root(x: int) -> int:
@@ -76,7 +122,7 @@ def groups(model_key: str) -> list[list[int]]:
             x = parent[x]
         return x
 
-    for a, b in NearDuplicate.objects.filter(model=model_key).values_list("photo_id", "other_id"):
+    for a, b in pairs:
         parent[root(a)] = root(b)
     found: dict[int, list[int]] = {}
     for x in list(parent):

@@ -1,6 +1,11 @@
-"""The caption prompt: what a vision model is asked about each photo.
+"""The caption prompts: what a vision model is asked about each photo, in two passes.
 
-The prompt is built from ``tagging.captions.SCHEMA``, the same table the parser
+The *first pass* (``build_first_pass_prompt``) asks for one sentence and a few
+tags, with a small token budget: every photo gets it, quickly, and search and
+review work from it. The *full description* (``build_prompt``) asks for every
+key of the schema; it runs later, as the machine allows (``tagging.runners``).
+
+Both are built from ``tagging.captions.SCHEMA``, the same table the parser
 enforces, so the keys asked for and the keys accepted cannot drift apart.
 Whatever is already known about the photo (date, place, camera, the owner's
 keywords, title and description) is offered as hints the model may use but must
@@ -9,8 +14,9 @@ not let override what it sees.
 It is kept short on purpose: small models have small context windows, and every
 prompt token is paid for on every photo. ``PROMPT_VERSION`` is recorded with
 each caption; bump it on any change to the text, so captions made with an older
-prompt can be found and redone. ``tests/test_prompt.py`` holds a fingerprint of
-the text that fails until the version is bumped.
+prompt can be found and redone (``FIRST_PASS_VERSION`` for the first pass).
+``tests/test_prompt.py`` holds a fingerprint of each text that fails until the
+version is bumped.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from datetime import datetime
 
 from tagging.captions import SCHEMA
 
-__all__ = ["PROMPT_VERSION", "PhotoContext", "build_prompt"]
+__all__ = ["FIRST_PASS_KEYS", "FIRST_PASS_VERSION", "PROMPT_VERSION", "PhotoContext", "build_first_pass_prompt", "build_prompt"]
 
-PROMPT_VERSION = "caption-v1"
+PROMPT_VERSION = "caption-v1"  # the full description
+FIRST_PASS_VERSION = "first-v1"
+FIRST_PASS_KEYS = ("caption", "tags")
+FIRST_PASS_TAGS = 8  # a short answer: one sentence and this many keywords fit the first pass's budget
 
 _MONTHS = (
     "January February March April May June July August September October November December"
@@ -44,9 +53,20 @@ class PhotoContext:
 
 
 def build_prompt(context: PhotoContext | None = None) -> str:
-    """The prompt for one photo: the schema, then the known context as hints, then the format rule."""
+    """The full description's prompt: the schema, then the known context as hints, then the format rule."""
+    return _prompt([(spec.name, spec.hint) for spec in SCHEMA.values()], context)
+
+
+def build_first_pass_prompt(context: PhotoContext | None = None) -> str:
+    """The first pass's prompt: one sentence and a few tags, nothing else (a short answer, quickly)."""
+    hints = {"caption": SCHEMA["caption"].hint, "tags": f"list of up to {FIRST_PASS_TAGS} lowercase keywords"}
+    keys = [(name, hints[name]) for name in FIRST_PASS_KEYS]
+    return _prompt(keys, context)
+
+
+def _prompt(keys: list[tuple[str, str]], context: PhotoContext | None) -> str:
     lines = ["Describe this photo as ONE JSON object with exactly these keys:"]
-    lines += [f'"{spec.name}": {spec.hint}' for spec in SCHEMA.values()]
+    lines += [f'"{name}": {hint}' for name, hint in keys]
     hints = _context_line(context) if context else ""
     if hints:
         lines.append(f"Context you may use, but what you see wins: {hints}")

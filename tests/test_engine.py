@@ -58,14 +58,17 @@ def sent(monkeypatch):
 
 
 def test_stages_run_in_their_declared_order_whatever_order_they_were_registered_in(probe_stage):
-    assert stages.names() == ["thumbnail", "embedding", "caption", "tagscore", "export", "probe"]
+    assert stages.names() == ["thumbnail", "embedding", "caption", "tagscore", "description", "export", "probe"]
     stages.register(stages.StageSpec(name="early", order=15, runner=lambda b: None, batch_size=lambda: 1))
     try:
-        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "tagscore", "export", "probe"]
-        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "tagscore", "export", "probe"]
+        assert stages.names() == ["thumbnail", "early", "embedding", "caption", "tagscore", "description", "export",
+                                  "probe"]
+        assert [s.name for s in stages.later("early")] == ["embedding", "caption", "tagscore", "description", "export",
+                                                            "probe"]
     finally:
         stages.unregister("early")
-    assert [s.name for s in stages.dependents("thumbnail")] == ["embedding", "caption", "tagscore", "probe"]
+    assert [s.name for s in stages.dependents("thumbnail")] == ["embedding", "caption", "tagscore", "description",
+                                                                 "probe"]
 
 
 def test_adding_a_stage_is_one_runner_and_one_registration(photos, probe_stage):
@@ -247,7 +250,7 @@ def test_a_failed_stage_blocks_what_needs_it_until_it_is_done(library, probe_sta
     engine.run_pending("thumbnail")  # the file is not there: the photo's own error
     states = dict(photo.stages.values_list("stage", "state"))
     assert states == {"thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked",
-                      "probe": "blocked"}
+                      "description": "blocked", "probe": "blocked"}
     assert photo.stages.get(stage="probe").error == "needs the thumbnail stage, which failed"
     assert not engine.has_work()
 
@@ -256,7 +259,7 @@ def test_a_failed_stage_blocks_what_needs_it_until_it_is_done(library, probe_sta
     engine.run_pending("thumbnail")
     states = dict(photo.stages.values_list("stage", "state"))
     assert states == {"thumbnail": "done", "embedding": "pending", "caption": "pending", "tagscore": "pending",
-                      "probe": "pending"}
+                      "description": "pending", "probe": "pending"}
 
 
 def test_each_finished_batch_queues_its_photos_for_the_next_stage_with_work_for_them(photos, sent):
