@@ -1265,7 +1265,7 @@ def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
     applied = None
     if (dims := info.get("AppliedToDimensions")) is not None:
         fields = _struct_fields(dims) if isinstance(dims, Element) else {}
-        w, h = _number(_field_text(fields.get("w"))), _number(_field_text(fields.get("h")))
+        w, h = _finite(_field_text(fields.get("w"))), _finite(_field_text(fields.get("h")))
         if w is not None and h is not None and w > 0 and h > 0:
             applied = [w, h]
         else:
@@ -1278,7 +1278,7 @@ def _mwg_regions(prop: Element, skipped: dict) -> list[dict]:
             continue  # a pet, a focus point, a barcode
         area = fields.get("Area")
         area = _struct_fields(area) if isinstance(area, Element) else {}
-        x, y, w, h = (_number(_field_text(area.get(k))) for k in ("x", "y", "w", "h"))
+        x, y, w, h = (_finite(_field_text(area.get(k))) for k in ("x", "y", "w", "h"))
         unit = _clean(_field_text(area.get("unit"))).casefold()
         if None not in (x, y, w, h) and unit == "pixel" and applied:
             x, y, w, h = x / applied[0], y / applied[1], w / applied[0], h / applied[1]
@@ -1295,7 +1295,7 @@ def _mp_regions(prop: Element, skipped: dict) -> list[dict]:
     for item in _array_items(_struct_fields(prop).get("Regions"), skipped):
         fields = _struct_fields(item)
         rectangle = _field_text(fields.get("Rectangle"))
-        parts = [_number(p) for p in rectangle.split(",")] if rectangle else []
+        parts = [_finite(p) for p in rectangle.split(",")] if rectangle else []
         box = _region_box(*parts) if len(parts) == 4 and None not in parts else None  # x, y = top left
         _add_region(found, "mp", _field_text(fields.get("PersonDisplayName")), box, None, skipped)
     return found
@@ -1320,6 +1320,15 @@ def _region_box(x: float, y: float, w: float, h: float) -> tuple[float, float, f
     left, top = max(0.0, x), max(0.0, y)
     right, bottom = min(1.0, x + w), min(1.0, y + h)
     return (left, top, right - left, bottom - top) if right > left and bottom > top else None
+
+
+def _finite(text: str) -> float | None:
+    """A finite number written as text (XMP numbers are text), else None."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _count(skipped: dict, reason: str) -> None:
