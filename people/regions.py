@@ -85,20 +85,24 @@ def stored_size(photo: Photo) -> tuple[int, int] | None:
 
 
 def measured_upright(applied_to, photo: Photo) -> bool:
-    """Whether a region's ``AppliedToDimensions`` has the shape of the displayed image rather than the stored one.
+    """Whether a region's ``AppliedToDimensions`` has the shape of the displayed image rather than the stored one."""
+    return upright_shape(applied_to, stored_size(photo), file_orientation(photo))
 
-    Only a 90° orientation changes the shape, and only a non-square image shows it.
+
+def upright_shape(applied_to, stored: tuple[int, int] | None, orientation: int) -> bool:
+    """Whether ``applied_to`` (w, h) is closer in shape to the displayed image than to the ``stored`` size.
+
+    Only a 90° orientation changes the shape, and only a non-square image shows it. Shapes are
+    compared as log aspect ratios, so a resized file still matches.
     """
-    if file_orientation(photo) not in SWAPPED or not applied_to or not photo.width or not photo.height:
-        return False
-    if photo.width == photo.height:
+    if orientation not in SWAPPED or not applied_to or not stored or stored[0] == stored[1]:
         return False
     try:
         region = math.log(float(applied_to[0]) / float(applied_to[1]))
+        kept = math.log(stored[0] / stored[1])
     except (TypeError, ValueError, ZeroDivisionError, IndexError):
         return False
-    displayed = math.log(photo.width / photo.height)
-    return abs(region - displayed) < abs(region + displayed)  # the stored shape is the displayed one turned
+    return abs(region + kept) < abs(region - kept)  # the displayed shape is the stored one turned
 
 
 def upright_box(region: dict, photo: Photo) -> Box:

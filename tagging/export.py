@@ -67,6 +67,7 @@ class PhotoMetadata:
     # Named faces: {"name", "box": [x, y, w, h]} top-left fractions of the *stored* pixels.
     regions: list[dict] = field(default_factory=list)
     region_size: tuple[int, int] | None = None  # the stored pixels' width and height
+    region_orientation: int = 1  # the file's EXIF orientation (how the stored pixels are turned upright)
 
 
 @dataclass
@@ -114,6 +115,10 @@ def metadata_for(photo) -> PhotoMetadata:
     if model is not None and meta.ai_fields:
         meta.ai_model, meta.ai_prompt_version = f"{model.backend}:{model.model}", model.prompt_version
     meta.regions, meta.region_size = named_regions(photo)
+    if meta.regions:
+        from people.regions import file_orientation
+
+        meta.region_orientation = file_orientation(photo)
     return meta
 
 
@@ -244,41 +249,49 @@ def _region_box(item: dict):
     return (x - w / 2, y - h / 2, w, h)
 
 
+def _area_values(item: str, box) -> dict:
+    """An ``mwg-rs:Area`` for a top-left box: centre-based and normalised, as MWG writes it."""
+    x, y, w, h = box
+    area = f"{item}/mwg-rs:Area/stArea:"
+    return {f"{area}x": _number_text(x + w / 2), f"{area}y": _number_text(y + h / 2), f"{area}w": _number_text(w),
+            f"{area}h": _number_text(h), f"{area}unit": "normalized"}
+
+
 def region_values(meta: PhotoMetadata, existing: dict) -> dict:
     """XMP keys that write ``meta.regions`` as the MWG region list, keeping the regions already there
     that are not faces Shoebox names (other names, other places, pets, focus points). {} when there is
     no named face: the file's regions are then left as they are."""
     if not meta.regions:
         return {}
+    from people.regions import to_stored, upright_shape
+
+    # Regions measured on the upright image (their AppliedToDimensions has its shape) are kept turned
+    # into the stored frame, since the list is written with the stored size.
+    dims = f"{REGIONS}/mwg-rs:AppliedToDimensions"
+    turn = upright_shape((existing.get(f"{dims}/stDim:w"), existing.get(f"{dims}/stDim:h")), meta.region_size,
+                         meta.region_orientation)
     ours = {r["name"].casefold() for r in meta.regions}
     kept = []
     for item in existing_regions(existing):
         kind = str(item.get("/mwg-rs:Type") or "Face").casefold()
         name = _plain(item.get("/mwg-rs:Name")) or ""
         box = _region_box(item)
+        if box and turn:
+            box = to_stored(box, meta.region_orientation)
+            item = {**item, **_area_values("", box)}
         if kind == "face" and (str(name).casefold() in ours
                                or (box and any(_overlaps(box, r["box"]) for r in meta.regions))):
             continue  # this face is one of ours: written below as Shoebox knows it now
         kept.append(item)
     values: dict = {REGIONS: STRUCT}
     if meta.region_size:
-        dims = f"{REGIONS}/mwg-rs:AppliedToDimensions"
         values.update({dims: STRUCT, f"{dims}/stDim:w": str(meta.region_size[0]),
                        f"{dims}/stDim:h": str(meta.region_size[1]), f"{dims}/stDim:unit": "pixel"})
     values[REGION_LIST] = BAG
     for index, region in enumerate(meta.regions, start=1):
-        item, (x, y, w, h) = f"{REGION_LIST}[{index}]", region["box"]
-        values.update({
-            item: STRUCT,
-            f"{item}/mwg-rs:Area": STRUCT,
-            f"{item}/mwg-rs:Area/stArea:x": _number_text(x + w / 2),
-            f"{item}/mwg-rs:Area/stArea:y": _number_text(y + h / 2),
-            f"{item}/mwg-rs:Area/stArea:w": _number_text(w),
-            f"{item}/mwg-rs:Area/stArea:h": _number_text(h),
-            f"{item}/mwg-rs:Area/stArea:unit": "normalized",
-            f"{item}/mwg-rs:Name": region["name"],
-            f"{item}/mwg-rs:Type": "Face",
-        })
+        item = f"{REGION_LIST}[{index}]"
+        values.update({item: STRUCT, f"{item}/mwg-rs:Area": STRUCT, **_area_values(item, region["box"]),
+                       f"{item}/mwg-rs:Name": region["name"], f"{item}/mwg-rs:Type": "Face"})
     for index, old in enumerate(kept, start=len(meta.regions) + 1):
         values.update({f"{REGION_LIST}[{index}]{suffix}": value for suffix, value in old.items()})
     # What was there and is not written again goes (a list that got shorter, old fields of an item).

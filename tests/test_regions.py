@@ -439,3 +439,22 @@ def test_export_without_named_faces_leaves_the_files_regions_alone(library):
     sidecar = exiftool_regions(path.with_name("IMG_8.jpg.xmp")) if path.with_name("IMG_8.jpg.xmp").exists() else {}
     assert "XMP-mwg-rs:RegionInfo" not in sidecar
     assert exiftool_regions(path)["XMP-mwg-rs:RegionInfo"] == before
+
+
+def test_export_turns_kept_regions_that_were_measured_upright_into_the_stored_frame(library):
+    path = make_jpeg(Path(library.root) / "IMG_9.jpg", 6)
+    red, blue = patch_box(path, "red"), patch_box(path, "blue")  # where they are on the upright image
+    pet = f"{{Area={{X={blue[0] + blue[2] / 2:.6f},Y={blue[1] + blue[3] / 2:.6f},W={blue[2]:.6f}," \
+          f"H={blue[3]:.6f},Unit=normalized}},Name=Rex,Type=Pet}}"
+    exiftool(mwg_regions([("Ann", red)], dims=(STORED[1], STORED[0])).replace("]}", "," + pet + "]}"), str(path))
+    (photo,) = import_all(library)
+    assert_box(file_faces(photo)[0].box, red, "read as measured upright")
+
+    (result,) = export_photo(photo, ExportOptions())
+    assert result.error == "", result
+
+    written = exported_regions(exiftool_regions(path.with_name("IMG_9.jpg.xmp")))
+    assert written["dims"] == {"W": 300, "H": 200, "Unit": "pixel"}
+    assert set(written["items"]) == {"Ann", "Rex"}
+    assert_box(centre_box(written["items"]["Ann"]["Area"]), stored_fractions(PATCH), "Ann in the stored frame")
+    assert_box(centre_box(written["items"]["Rex"]["Area"]), stored_fractions(SECOND), "Rex turned with the list")
