@@ -1,0 +1,182 @@
+"""Every caption model family the README names, through Shoebox's own transformers backend.
+
+Each family's tiny model (``tests.tiny_families``: the real architecture, its own
+processor, tokenizer and chat template, random weights, built offline) is built
+once per session, loaded by ``tagging.vlm.get_backend`` from its folder as a real
+checkpoint would be, and asked about real corpus photos with Shoebox's real
+prompt. Random weights say nothing about content: the tests assert prompt
+formatting, image tokens, token budgets, batching, the parser's verdict and what
+is stored — never words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tagging import vlm
+from tagging.availability import ModelUnavailable
+from tagging.captions import parse_caption
+from tagging.prompt import PhotoContext, build_prompt
+from tagging.vlm.base import CaptionRequest
+from tagging.vlm.transformers_backend import TASK_PROMPTS, TransformersBackend
+from tests.tiny_families import FAMILIES, build_family
+
+NAMES = list(FAMILIES)
+PHOTOS = ("bundled_photo__coffee.jpg", "camera_jpeg__canon_sx60_hdr_orient6.jpg")  # landscape, portrait
+BUDGET = 8
+
+
+@pytest.fixture(scope="session")
+def family_folder(tmp_path_factory):
+    """``family_folder(name)``: that family's tiny model folder, built on first use in this session."""
+    base = tmp_path_factory.mktemp("families")
+    built: dict[str, Path] = {}
+
+    def folder(name: str) -> Path:
+        if name not in built:
+            built[name] = build_family(name, base / name)
+        return built[name]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photos(corpus):
+    """Two real photos, decoded upright and bounded as the caption stage does (512 px long edge)."""
+    from gallery.imaging import open_upright
+
+    return [open_upright(corpus / name, target=512, max_pixels=100_000_000) for name in PHOTOS]
+
+
+@pytest.fixture
+def family_settings(settings):
+    settings.CAPTION_MAX_NEW_TOKENS = BUDGET
+    settings.CAPTION_DTYPE = "float32"  # batch-vs-single equality needs fp32 (bf16 padding flips near-ties)
+    settings.CAPTION_IMAGE_SPLITTING = False
+    settings.WORKER_THREADS = 1
+    return settings
+
+
+def prompts() -> list[str]:
+    """Shoebox's prompt twice, once with hints, so a batch needs padding."""
+    return [build_prompt(), build_prompt(PhotoContext(place="Arezzo, Italy", camera="NIKON D70"))]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_family_captions_real_photos_through_its_own_processor(name, family_folder, photos, family_settings):
+    family = FAMILIES[name]
+    folder = family_folder(name)
+    backend = vlm.get_backend("transformers", str(folder))
+    backend.check_available()
+    requests = [CaptionRequest(image=photo, prompt=text) for photo, text in zip(photos, prompts())]
+
+    if family.batching:
+        outputs = backend.caption(requests)
+    else:
+        outputs = [backend.caption([request])[0] for request in requests]
+
+    loaded = backend.loaded
+    assert isinstance(backend, TransformersBackend) and loaded.model_type == family.model_type
+    assert type(loaded.model).__module__.startswith(f"transformers.models.{family.model_type.replace('-', '_')}.")
+    assert len(outputs) == 2
+    if name == "mllama":
+        assert "cross_attention_mask" in backend.prepare(requests[:1])
+    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    for output, text in zip(outputs, prompts()):
+        formatted = backend.prompt_text(text)
+        if family.structured:
+            # Shoebox's own prompt reaches the model, inside the family's chat format (or after its image token).
+            assert text in formatted and formatted != text
+            # The photo's one placeholder becomes its image tokens (Mllama: it stays one <|image|>
+            # token, and the pixels go in through cross-attention).
+            text_tokens = len(tokenizer(formatted, add_special_tokens=False)["input_ids"])
+            if name == "mllama":
+                assert output.prompt_tokens == text_tokens
+            else:
+                assert output.prompt_tokens >= text_tokens + 3
+            assert output.notes == []
+        else:
+            # A task-prompt family is asked its own task, whatever Shoebox's prompt said, and says so.
+            assert formatted == TASK_PROMPTS[family.model_type][0]
+            assert output.notes and output.notes[0] == TASK_PROMPTS[family.model_type][1]
+        assert 0 < output.output_tokens <= BUDGET
+        assert output.latency > 0 and output.first_token_latency > 0
+        parsed = parse_caption(output.text)
+        assert isinstance(parsed.fields, dict) and isinstance(parsed.notes, list)
+        if not family.structured:
+            assert parsed.structured is False  # prose: stored unstructured, and flagged by the parser
+    if family.batching:
+        # One generate() call for both photos, the same answers as one by one (left padding done right).
+        assert len({o.latency for o in outputs}) == 1
+        alone = [backend.caption([request])[0] for request in requests]
+        assert [o.text for o in alone] == [o.text for o in outputs]
+        assert [o.prompt_tokens for o in alone] == [o.prompt_tokens for o in outputs]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_family_honours_a_requests_token_budget(name, family_folder, photos):
+    backend = TransformersBackend(str(family_folder(name)), max_new_tokens=BUDGET, min_new_tokens=BUDGET,
+                                  dtype="float32")
+
+    short, full = backend.caption([
+        CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=3),
+        CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=50),
+    ]) if FAMILIES[name].batching else [
+        backend.caption([CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=b)])[0] for b in (3, 50)
+    ]
+
+    # One call generates up to its largest budget (never above the backend's); min_new_tokens forces it.
+    if FAMILIES[name].batching:
+        assert short.output_tokens == full.output_tokens == BUDGET
+    else:
+        assert short.output_tokens == 3 and full.output_tokens == BUDGET
+
+
+def test_qwen2_vl_image_tokens_follow_the_photos_size(family_folder, photos):
+    """Qwen2-VL sizes images by a pixel budget: a small photo costs fewer image tokens, a big one is capped."""
+    backend = TransformersBackend(str(family_folder("qwen2_vl")), max_new_tokens=1, dtype="float32")
+    photo = photos[0]
+    tiny = photo.resize((56, 56))
+
+    small, capped = (backend.caption([CaptionRequest(image=image, prompt="Caption?")])[0].prompt_tokens
+                     for image in (tiny, photo))
+    larger = backend.caption([CaptionRequest(image=photo.resize((1024, 768)), prompt="Caption?")])[0].prompt_tokens
+
+    assert small < capped == larger  # 56 px: 4 image tokens; 512 px and 1024 px: the 16-token budget
+
+
+def test_internvl_photos_stay_one_tile_unless_image_splitting(family_folder, photos):
+    folder = str(family_folder("internvl"))
+    one_tile = TransformersBackend(folder, max_new_tokens=1, dtype="float32")
+    split = TransformersBackend(folder, max_new_tokens=1, dtype="float32", image_splitting=True)
+    request = [CaptionRequest(image=photos[0], prompt="Caption?")]
+
+    assert one_tile.image_options() == {"crop_to_patches": False}
+    tiles = split.caption(request)[0].prompt_tokens
+    single = one_tile.caption(request)[0].prompt_tokens
+
+    assert tiles - single >= 4 * 4  # several more 4-token tiles (and a thumbnail) for the landscape photo
+
+
+@pytest.mark.parametrize("model_type, family, alternative", [
+    ("moondream1", "Moondream2", "Ollama"),
+    ("llava_qwen2", "FastVLM", "mlx backend"),
+    ("phi3_v", "Phi-3.5-vision", "mlx backend"),
+    ("internvl_chat", "InternVL", "-hf"),
+])
+def test_a_remote_code_family_is_unavailable_naming_where_it_runs(model_type, family, alternative, tmp_path,
+                                                                  photos):
+    folder = tmp_path / model_type
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        f'{{"model_type": "{model_type}", "auto_map": {{"AutoModelForCausalLM": "modeling.Model"}}}}'
+    )
+    (folder / "model.safetensors").write_bytes(b"")
+
+    with pytest.raises(ModelUnavailable) as raised:
+        TransformersBackend(str(folder)).caption([CaptionRequest(image=photos[0], prompt="Caption?")])
+
+    assert family in raised.value.reason and "remote code" in raised.value.reason
+    assert alternative in raised.value.fix and "SHOEBOX_CAPTION_BACKEND" in raised.value.fix
