@@ -90,6 +90,16 @@ def test_naming_people_from_the_review_queue_with_the_keyboard(faces, live_serve
     expect(page.locator("#legend")).to_be_visible()
     expect(page.locator("#who-name")).to_have_value("")
 
+    # "s" skips to the next group (and the field is ready for its name); skipping again wraps around.
+    page.keyboard.press("s")
+    page.wait_for_url(f"**/review/people/{small.pk}/")
+    expect(page.locator("#who-name")).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("s")
+    page.wait_for_url(f"**/review/people/{big.pk}/")
+    expect(page.locator("#who")).to_have_attribute("data-person", str(big.pk))
+    page.keyboard.press("Escape")
+
     # Walk to the wrong face and take it out: the board stays on this group.
     for _ in range(2):
         page.keyboard.press("ArrowRight")

@@ -252,6 +252,20 @@ def test_the_photo_page_draws_named_boxes(viewer_client, photos):
     assert "Ann &lt;script&gt;" in html and "Ann <script>" not in html
     assert "js/people.js" in html and "face-toggle" in html
     assert "face-layer" not in viewer_client.get(f"/photos/{photos.coffee.pk}/").content.decode()
+    naming.hide(ann)  # hidden people get no box (nor a region in exported files)
+    assert "face-box" not in viewer_client.get(f"/photos/{photos.astronaut.pk}/").content.decode()
+
+
+def test_the_admin_lists_and_edits_people_and_faces(client, django_user_model, photos):
+    admin = django_user_model.objects.create_superuser("root", password="pw-root-123")
+    client.force_login(admin)
+    ann = cluster(photos.astronaut, name="Ann")
+    one = ann.faces.get()
+    assert "Ann" in client.get("/admin/people/person/").content.decode()
+    assert client.get(f"/admin/people/person/{ann.pk}/change/").status_code == 200
+    assert client.get("/admin/people/face/?q=ann").status_code == 200
+    page = client.get(f"/admin/people/face/{one.pk}/change/").content.decode()
+    assert 'name="locked"' in page and 'name="embedding"' not in page
 
 
 def test_name_completion_offers_existing_names_that_start_with_what_was_typed(viewer_client, photos):

@@ -7,6 +7,7 @@ register = template.Library()
 
 @register.simple_tag
 def photo_faces(photo, limit: int = 100):
-    """The named faces of ``photo`` with their persons, left to right (the photo page's boxes)."""
-    return list(Face.objects.filter(photo=photo).exclude(person=None).exclude(person__name="")
+    """The faces of named, not hidden, people in ``photo``, left to right (the photo page's boxes; export
+    writes the same faces as regions)."""
+    return list(Face.objects.filter(photo=photo, person__hidden=False).exclude(person__name="")
                 .select_related("person").order_by("x", "pk")[:limit])
