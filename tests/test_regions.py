@@ -425,6 +425,12 @@ def test_named_faces_export_as_mwg_regions_of_the_stored_pixels_and_keep_the_oth
     photo.refresh_from_db()
     assert_box(regions.upright_box(eve_region, photo), (x, y, w, h), "round trip")
 
+    if embedded:  # the file changes again elsewhere: its regions, ours now, are read back onto the same faces
+        faces_before = sorted(Face.objects.filter(photo=photo).values_list("pk", "person__name"))
+        exiftool("-XMP-dc:Title=Edited elsewhere", str(path))
+        assert [f.outcome for f in scans.import_library(library).files] == ["updated"]
+        assert sorted(Face.objects.filter(photo=photo).values_list("pk", "person__name")) == faces_before
+
 
 def test_export_without_named_faces_leaves_the_files_regions_alone(library):
     path = make_jpeg(Path(library.root) / "IMG_8.jpg")
