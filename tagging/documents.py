@@ -55,6 +55,7 @@ LEFT JOIN LATERAL (
     FROM people_face fc JOIN people_person pp ON pp.id = fc.person_id
     WHERE fc.photo_id = p.id AND pp.name <> ''
 ) n ON true
+LEFT JOIN ocr_phototext ocr ON ocr.photo_id = p.id
 LEFT JOIN LATERAL (
     SELECT string_agg(replace(tg.path, '/', ' '), ' ') FILTER (WHERE pt.state = 'accepted') AS accepted,
            string_agg(tg.name, ' ') FILTER (WHERE pt.state = 'suggested') AS suggested
