@@ -35,6 +35,7 @@ system-deps:
 run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py models pull --if-online
 	@if [ -n "$(LIBRARY)" ]; then $(BIN)/python manage.py import_library "$(LIBRARY)"; fi
 	$(BIN)/python manage.py serve
 

@@ -249,6 +249,8 @@ THUMBNAIL_QUALITY = envint("SHOEBOX_THUMB_QUALITY", 85)
 MAX_IMAGE_PIXELS = envint("SHOEBOX_MAX_IMAGE_PIXELS", 200_000_000)
 # An image uploaded to search with is decoded in a web worker: a much smaller limit.
 UPLOAD_MAX_PIXELS = envint("SHOEBOX_UPLOAD_MAX_PIXELS", 40_000_000)
+# make run fetches missing default models first unless this is set (or the hub is unreachable).
+OFFLINE = envbool("SHOEBOX_OFFLINE", False)
 # People and text in photos (the faces and OCR stages); off = the stage does not run at all.
 FACES = envbool("SHOEBOX_FACES", True)
 OCR = envbool("SHOEBOX_OCR", True)

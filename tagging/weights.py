@@ -1,12 +1,19 @@
 """Which models are configured, whether their weights are here, and fetching them.
 
 ``manage.py models`` lists them; ``manage.py models pull`` downloads what is
-missing (on a machine that can reach the model hub). Nothing here downloads
-on its own: the worker only ever loads what is already on disk.
+missing (on a machine that can reach the model hub), and ``make run`` calls
+``models pull --if-online`` before it starts: the first run of a new install
+fetches its default models with progress bars, unless ``SHOEBOX_OFFLINE=1``
+or the hub cannot be reached (said once; Shoebox starts anyway and the
+banner names what is missing). The worker only ever loads what is already
+on disk.
 """
 
 from __future__ import annotations
 
+import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -82,3 +89,44 @@ def pull_all(progress=None) -> list[tuple[str, str]]:
         except ModelUnavailable as exc:
             outcomes.append((status.name, f"FAILED: {exc.message}"))
     return outcomes
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(timeout: float = 4.0) -> str:
+    """Empty when the model hub answers within ``timeout`` seconds, else why not (one line)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(hub_endpoint() + "/api/models?limit=1", method="HEAD"),
+                                    timeout=timeout):
+            return ""
+    except urllib.error.HTTPError:
+        return ""  # it answered: the hub is there (a HEAD the API refuses is still an answer)
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+
+def pull_if_online(say) -> list[tuple[str, str]]:
+    """What ``make run`` does before starting: fetch the missing models, or say in one line why not.
+
+    Never fails the start: a model that cannot be fetched leaves its stage waiting, with the banner.
+    """
+    # Captions from a server are the server's to fetch (the banner says if it lacks the model).
+    missing = [status for status in configured_models() if not status.available
+               and not (status.role == "captions" and settings.CAPTION_BACKEND == "openai")]
+    if not missing:
+        return []
+    names = ", ".join(status.name for status in missing)
+    if settings.OFFLINE:
+        say(f"SHOEBOX_OFFLINE is set: not downloading {names}; those stages wait until the weights are here.")
+        return []
+    why = hub_reachable()
+    if why:
+        say(f"The model hub ({hub_endpoint()}) cannot be reached ({why}): starting without {names}; "
+            "the gallery works and a banner says what waits. Copy the weights here or run "
+            "`manage.py models pull` where the hub is reachable.")
+        return []
+    say(f"Downloading the missing models ({names}) — once; set SHOEBOX_OFFLINE=1 to skip.")
+    wanted = {status.name for status in missing}
+    return [(name, outcome) for name, outcome in pull_all(progress=say) if name in wanted]

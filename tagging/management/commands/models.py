@@ -8,8 +8,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
+        parser.add_argument("--if-online", action="store_true",
+                            help="(make run) pull what is missing unless SHOEBOX_OFFLINE is set or the hub "
+                                 "cannot be reached; never fails")
 
     def handle(self, *args, **options):
+        if options["action"] == "pull" and options["if_online"]:
+            for name, outcome in weights.pull_if_online(lambda text: self.stderr.write(text)):
+                self.stdout.write(f"{name}: {outcome}")
+            return
         if options["action"] == "pull":
             failed = False
             for name, outcome in weights.pull_all(progress=lambda text: self.stderr.write(text)):
