@@ -226,7 +226,7 @@ def next_cluster(after: Person | None = None) -> Person | None:
 
 def people_listing(*, hidden: bool = False, named_limit: int = 2000, unnamed_limit: int = 300) -> dict:
     """The People page: named persons by name, then unnamed clusters by size (hidden ones instead, on request)."""
-    base = Person.objects.filter(hidden=hidden).select_related("cover", "cover__photo")
+    base = Person.objects.filter(hidden=hidden)  # a card needs cover_id only: no join
     named = base.exclude(name="").order_by(Lower("name"), "pk")
     unnamed = base.filter(name="", face_count__gt=0).order_by("-face_count", "pk")
     counts = dict(Person.objects.values_list("hidden").annotate(n=Count("pk")).order_by())

@@ -28,6 +28,7 @@ from people.models import Face, Person
 
 PERSON_FACES = 120  # faces shown on a person's page
 REVIEW_FACES = 48  # faces shown for one cluster in the queue
+FACE_FIELDS = ("id", "photo_id", "person_id", "locked", "size")  # what the face partial shows
 
 
 def _person(pk: int) -> Person:
@@ -65,7 +66,7 @@ def person_detail(request, pk: int):
     more_url = reverse("person_detail", args=[person.pk])
     if request.htmx and request.GET.get("after"):
         return render(request, "gallery/grid.html#tiles", {"page": page, "more_url": more_url})
-    faces = list(person.faces.select_related("photo").order_by("-size", "pk")[:PERSON_FACES])
+    faces = list(person.faces.only(*FACE_FIELDS).order_by("-size", "pk")[:PERSON_FACES])
     context = {"person": person, "page": page, "more_url": more_url, "faces": faces,
                "more_faces": max(0, person.face_count - len(faces)),
                "photo_count": person.faces.values("photo_id").distinct().count()}
@@ -96,7 +97,7 @@ def face_crop(request, pk: int):
 def _review_context(person: Person | None, error: str = "", typed: str = "") -> dict:
     if person is None:
         return {"person": None, "waiting": 0}
-    faces = list(person.faces.select_related("photo").order_by("-size", "pk")[:REVIEW_FACES])
+    faces = list(person.faces.only(*FACE_FIELDS).order_by("-size", "pk")[:REVIEW_FACES])
     following = naming.next_cluster(person)
     return {"person": person, "faces": faces, "more_faces": max(0, person.face_count - len(faces)),
             "waiting": naming.unnamed_clusters().count(), "error": error, "typed": typed[:naming.MAX_NAME],
