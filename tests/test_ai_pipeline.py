@@ -73,14 +73,23 @@ def test_every_importable_photo_gets_an_embedding_and_a_caption(ai_settings, lib
         assert cap.output_tokens and cap.output_tokens <= 12
         assert cap.prompt_tokens and cap.latency > 0
         assert isinstance(cap.fields, dict) and isinstance(cap.parse_notes, list)
+        assert cap.caption_pass == "first", "process runs the quick first pass"
         assert {s.stage: s.state for s in photo.stages.all()} == {
-            "thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done"}
+            "thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done", "description": "pending"}
     # The broken photo's AI stages are blocked: its thumbnail stage failed, and says why.
     broken = Photo.objects.get(status="broken")
     assert dict(broken.stages.values_list("stage", "state")) == {
-        "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked"}
+        "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked",
+        "description": "blocked"}
     assert "truncated" in broken.stages.get(stage="thumbnail").error.lower()
     assert "embedding: 4 done" in out.getvalue() and "caption: 4 done" in out.getvalue()
+    # The full descriptions when asked for by name: one per near-duplicate group, the others reuse it.
+    out = StringIO()
+    call_command("process", "--sync", "--stage", "description", stdout=out, stderr=StringIO())
+    assert "description: 4 done" in out.getvalue()
+    full = Caption.objects.filter(photo__in=good, caption_pass="full")
+    assert full.count() == 4 and full.filter(source__isnull=True).exists()
+    assert all(c.source is None or c.source.photo_id != c.photo_id for c in full)
 
 
 def test_embeddings_get_a_per_model_hnsw_index(ai_settings, library_dir):
@@ -132,7 +141,7 @@ def test_missing_weights_wait_in_the_unavailable_state_and_nothing_else_stops(se
     assert results["thumbnail"]["done"] == 0 and results["embedding"]["done"] == 0  # thumbnails done at import
     states = dict(PhotoStage.objects.values_list("stage", "state").distinct())
     assert states == {"thumbnail": "done", "embedding": "unavailable", "caption": "unavailable",
-                      "tagscore": "pending"}
+                      "tagscore": "pending", "description": "pending"}
     [clip_msg, vlm_msg] = sorted(engine.unavailable_messages())
     assert "manage.py models pull" in clip_msg or "manage.py models pull" in vlm_msg
     assert PhotoStage.objects.filter(state="unavailable", attempts=0).count() == 4, "no attempt used"
@@ -183,7 +192,9 @@ def test_the_models_command_lists_configured_models(ai_settings, tmp_path):
 
 def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corpus, sync_tasks,
                                                                django_capture_on_commit_callbacks):
-    """Import the corpus and let the (synchronous) worker run the task chain: thumbnails → embeddings → captions."""
+    """Import the corpus and let the (synchronous) worker run the task chain: thumbnails → embeddings → first
+    pass → tag scores, then (the machine idle) full descriptions, a batch at a time."""
+    ai_settings.FULL_CAPTIONS_PER_HOUR = 1000
     library, _ = libraries.add_library(str(corpus))
     with django_capture_on_commit_callbacks(execute=True):
         report = scans.import_library(library)  # queues thumbnails; each batch queues the next stage
@@ -191,13 +202,16 @@ def test_the_worker_takes_the_whole_corpus_through_every_stage(ai_settings, corp
     assert importable.count() >= 70, report.totals
     for photo in importable:
         states = dict(photo.stages.values_list("stage", "state"))
-        assert states == {"thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done"}, (photo, states)
+        assert states == {"thumbnail": "done", "embedding": "done", "caption": "done", "tagscore": "done",
+                          "description": "done"}, (photo, states)
     assert Embedding.objects.filter(photo__in=importable).count() == importable.count()
-    assert Caption.objects.filter(photo__in=importable).count() == importable.count()
+    for caption_pass in ("first", "full"):
+        assert Caption.objects.filter(photo__in=importable, caption_pass=caption_pass).count() == importable.count()
     # Undecodable photos stop at the thumbnail stage, with the decoder's reason; the rest is blocked.
     for photo in Photo.objects.filter(status="broken"):
         assert dict(photo.stages.values_list("stage", "state")) == {
-            "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked"}
+            "thumbnail": "failed", "embedding": "blocked", "caption": "blocked", "tagscore": "blocked",
+            "description": "blocked"}
         assert photo.stages.get(stage="thumbnail").error
     assert not PhotoStage.objects.filter(state__in=["pending", "queued", "running"]).exists()
 
