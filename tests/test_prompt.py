@@ -9,7 +9,15 @@ import hashlib
 from datetime import datetime
 
 from tagging.captions import SCHEMA, TIME_OF_DAY
-from tagging.prompt import MAX_KEYWORDS, PROMPT_VERSION, PhotoContext, build_prompt
+from tagging.prompt import (
+    FIRST_PASS_KEYS,
+    FIRST_PASS_VERSION,
+    MAX_KEYWORDS,
+    PROMPT_VERSION,
+    PhotoContext,
+    build_first_pass_prompt,
+    build_prompt,
+)
 
 AREZZO = PhotoContext(
     taken_at=datetime(2023, 7, 4, 18, 40),
@@ -24,6 +32,9 @@ AREZZO = PhotoContext(
 # PROMPT_VERSION would mix captions of two prompts under one version.
 FINGERPRINTS = {
     "caption-v1": ("b8f23bfa0fda", "f59dce44c7a9"),
+}
+FIRST_PASS_FINGERPRINTS = {
+    "first-v1": ("25d57d11969a", "da85113346f8"),
 }
 
 
@@ -97,4 +108,18 @@ def test_prompt_version_changes_when_the_prompt_does():
     current = (fingerprint(build_prompt(None)), fingerprint(build_prompt(AREZZO)))
     assert FINGERPRINTS.get(PROMPT_VERSION) == current, (
         f"The prompt text changed: bump PROMPT_VERSION and add FINGERPRINTS[<new version>] = {current}"
+    )
+
+
+def test_the_first_pass_asks_only_for_one_sentence_and_a_few_tags_with_the_same_hints():
+    prompt = build_first_pass_prompt(AREZZO)
+    assert [key for key in SCHEMA if f'"{key}"' in prompt] == list(FIRST_PASS_KEYS) == ["caption", "tags"]
+    assert "Taken 4 July 2023 at 18:40 in Arezzo" in prompt and prompt.endswith("nothing else.")
+    assert len(build_first_pass_prompt(None)) < len(build_prompt(None)) / 2
+
+
+def test_first_pass_version_changes_when_its_prompt_does():
+    current = (fingerprint(build_first_pass_prompt(None)), fingerprint(build_first_pass_prompt(AREZZO)))
+    assert FIRST_PASS_FINGERPRINTS.get(FIRST_PASS_VERSION) == current, (
+        f"The first-pass prompt changed: bump FIRST_PASS_VERSION and add FIRST_PASS_FINGERPRINTS[<new>] = {current}"
     )
