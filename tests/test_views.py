@@ -92,6 +92,20 @@ def test_filters_by_library_folder_and_year(viewer_client, library, tmp_path):
     assert browse.folders(library.pk) == ["2019", "2019/summer", "2019/winter", "2021"]
 
 
+def test_a_folder_filter_takes_the_folder_and_below_and_no_folder_that_only_starts_alike(viewer_client, library):
+    when = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    inside = [make_photo(library, path, taken=when) for path in
+              ("2019/a.jpg", "2019/deep/er/b.jpg", "2019/été/c.jpg", "2019/0/d.jpg")]
+    outside = [make_photo(library, path, taken=when) for path in
+               ("2019 old/e.jpg", "2019-edits/f.jpg", "2019.bak/g.jpg", "20190/h.jpg", "2019été/i.jpg",
+                "2019_/j.jpg", "201/k.jpg", "a.jpg")]
+    shown = set(Photo.objects.in_folder(library.pk, "2019").values_list("pk", flat=True))
+    assert shown == {p.pk for p in inside}
+    assert not shown & {p.pk for p in outside}
+    assert set(Photo.objects.in_folder(library.pk, "2019/été").values_list("pk", flat=True)) == {inside[2].pk}
+    assert set(Photo.objects.in_folder(library.pk, "2019 old").values_list("pk", flat=True)) == {outside[0].pk}
+
+
 def test_a_malformed_filter_is_a_clear_400_not_a_500(viewer_client):
     response = viewer_client.get("/?year=nineteen")
     assert response.status_code == 400
