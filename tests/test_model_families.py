@@ -180,3 +180,48 @@ def test_a_remote_code_family_is_unavailable_naming_where_it_runs(model_type, fa
 
     assert family in raised.value.reason and "remote code" in raised.value.reason
     assert alternative in raised.value.fix and "SHOEBOX_CAPTION_BACKEND" in raised.value.fix
+
+
+# --- the mlx backend (mlx-vlm; on a Linux CPU here, Metal on a Mac) ---------------------------------
+
+MLX_NAMES = [name for name, family in FAMILIES.items() if family.mlx is None]
+NOT_MLX = [name for name, family in FAMILIES.items() if family.mlx is not None]
+
+
+@pytest.fixture(scope="module")
+def mlx_vlm():
+    return pytest.importorskip("mlx_vlm", reason='mlx-vlm is not installed (`pip install "mlx[cpu]" mlx-vlm` on Linux)')
+
+
+@pytest.mark.parametrize("name", MLX_NAMES)
+def test_each_family_mlx_vlm_supports_captions_a_real_photo_through_the_mlx_backend(name, family_folder, photos,
+                                                                                   mlx_vlm, settings):
+    """The same folder transformers loads (hub layout), through mlx-vlm's own loader, processor and template."""
+    settings.CAPTION_MAX_NEW_TOKENS = BUDGET
+    backend = vlm.get_backend("mlx", str(family_folder(name)))
+    backend.check_available()
+    text = prompts()[0]
+
+    output = backend.caption([CaptionRequest(image=photos[1], prompt=text, max_new_tokens=BUDGET - 2)])[0]
+
+    assert backend.name == "mlx" and not backend.supports_batching  # mlx-vlm: one photo per call here
+    assert text in backend.prompt_text(text)
+    model, processor = backend.loaded
+    assert type(model).__module__.startswith("mlx_vlm.models.")
+    assert output.prompt_tokens > len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert 0 < output.output_tokens <= BUDGET - 2  # the request's own budget
+    assert 0 < output.first_token_latency <= output.latency
+    parsed = parse_caption(output.text)
+    assert isinstance(parsed.fields, dict)
+
+
+@pytest.mark.parametrize("name", NOT_MLX)
+def test_a_family_mlx_vlm_cannot_run_is_unavailable_naming_the_transformers_backend(name, family_folder, photos,
+                                                                                    mlx_vlm):
+    backend = vlm.get_backend("mlx", str(family_folder(name)))
+
+    with pytest.raises(ModelUnavailable) as raised:
+        backend.caption([CaptionRequest(image=photos[0], prompt="Caption?")])
+
+    assert FAMILIES[name].mlx in raised.value.reason
+    assert "SHOEBOX_CAPTION_BACKEND=transformers" in raised.value.fix

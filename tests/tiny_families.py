@@ -45,7 +45,7 @@ class Family:
     build: Callable[[Path], None]
     batching: bool = True  # whether several photos go through one generate() call
     structured: bool = True  # takes Shoebox's JSON prompt through a chat template (False: a task prompt, prose)
-    mlx: str | None = None  # why mlx-vlm cannot run it on a Linux CPU here (None: it can)
+    mlx: str | None = None  # why mlx-vlm 0.7.10 cannot run it (None: it can, on a Linux CPU too)
 
 
 def _tokenizer(special: list[str], *, bos: str | None, eos: str, pad: str, unk: str | None = None,
@@ -72,6 +72,33 @@ def _save(model, processor, directory: Path, *, eos: int, pad: int, bos: int | N
     model.generation_config.bos_token_id = bos
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+
+
+def _hub_layout(directory: Path, *, weights: dict[str, str] | None = None, config=None) -> None:
+    """Rewrite a saved folder the way the hub's checkpoints are laid out, which mlx-vlm expects.
+
+    ``weights`` maps key prefixes (``vision_tower.`` → ``vision_tower.vision_model.``: the CLIP and
+    SigLIP towers of llava-hf and google checkpoints); ``config(dict)`` edits config.json in place
+    (legacy top-level keys). transformers loads both layouts alike (the family tests check it).
+    """
+    if weights:
+        from safetensors.torch import load_file, save_file
+
+        path = directory / "model.safetensors"
+        tensors = load_file(path)
+        renamed = {}
+        for key, tensor in tensors.items():
+            for old, new in weights.items():
+                if key.startswith(old) and not key.startswith(new):
+                    key = new + key[len(old):]
+                    break
+            renamed[key] = tensor
+        save_file(renamed, path, metadata={"format": "pt"})
+    if config:
+        path = directory / "config.json"
+        data = json.loads(path.read_text())
+        config(data)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _ids(tokenizer, *tokens: str) -> list[int]:
@@ -133,6 +160,20 @@ def _build_qwen(directory: Path, *, v25: bool) -> None:
     processor = Processor(image_processor=image_processor, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
                           chat_template=QWEN_CHAT_TEMPLATE)
     _save(model, processor, directory, eos=eos, pad=pad, bos=None)
+    _hub_layout(directory, config=_flat_qwen_config)
+
+
+def _flat_qwen_config(config: dict) -> None:
+    """Qwen's hub configs keep the text model's keys at the top, with RoPE as ``rope_theta`` and an
+    ``mrope`` ``rope_scaling`` (mlx-vlm reads only that form)."""
+    text = config.pop("text_config")
+    rope = text.pop("rope_parameters")
+    for key, value in text.items():
+        if key != "model_type":
+            config.setdefault(key, value)
+    config["rope_theta"] = rope["rope_theta"]
+    config["rope_scaling"] = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+    config["vision_config"].pop("model_type", None)  # the hub's vision configs name none
 
 
 # --- LLaVA-NeXT (LLaVA 1.6) ---------------------------------------------------------------
@@ -175,6 +216,7 @@ def _build_llava_next(directory: Path) -> None:
                                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                    chat_template=LLAVA_NEXT_CHAT_TEMPLATE)
     _save(model, processor, directory, eos=eos, pad=pad, bos=bos)
+    _hub_layout(directory, weights={"vision_tower.": "vision_tower.vision_model."})
 
 
 # --- PaliGemma ---------------------------------------------------------------------------
@@ -194,27 +236,33 @@ def _build_paligemma(directory: Path) -> None:
                                            image_std=[0.5] * 3)
     image_processor.image_seq_length = 16
     # The processor adds PaliGemma's <loc…>/<seg…> tokens: the model's vocabulary follows the tokenizer's.
+    text_vocab = len(tok)
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
     tok = processor.tokenizer
     bos, eos, pad, image = _ids(tok, "<bos>", "<eos>", "<pad>", "<image>")
     config = PaliGemmaConfig(
         vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=16,
-                           projection_dim=64),
+                           projection_dim=64, vision_use_head=False),
         text_config=dict(model_type="gemma", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
                          max_position_embeddings=4096, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad),
         image_token_index=image, projection_dim=64, hidden_size=64, vocab_size=len(tok),
-        # Untied: with tied embeddings a random Gemma repeats its last prompt token ("\n") forever.
-        tie_word_embeddings=False, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+        tie_word_embeddings=True, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
     )
     torch.manual_seed(0)
     model = PaliGemmaForConditionalGeneration(config).eval()
-    # Random weights would pick one of the 1,152 <loc>/<seg> tokens most of the time (decoded as
-    # nothing): zero their output rows so that, as in a real captioning model, text wins.
     with torch.no_grad():
-        model.get_output_embeddings().weight[VOCAB:] = 0
+        # Gemma scales its input embeddings by sqrt(hidden_size) and ties them to the output: with random
+        # weights of the usual size the last token's embedding dominates and the model repeats it
+        # forever. Quieter embeddings let the layers, not the last token, decide.
+        embeddings = model.get_input_embeddings().weight
+        embeddings.mul_(0.01)
+        # Random weights would pick one of the 1,152 <loc>/<seg> tokens most of the time: keep them
+        # quieter still so that, as in a real captioning model, text wins.
+        embeddings[text_vocab:] *= 0.1
     _save(model, processor, directory, eos=eos, pad=pad, bos=bos)
+    _hub_layout(directory, weights={"vision_tower.": "vision_tower.vision_model."})
 
 
 # --- Florence-2 ---------------------------------------------------------------------------
@@ -292,9 +340,9 @@ INTERNVL_CHAT_TEMPLATE = QWEN_CHAT_TEMPLATE.replace("<|vision_start|><|image_pad
 INTERNVL_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
 
 
-def _build_internvl(directory: Path) -> None:
+def _build_internvl(directory: Path, *, decoder: str = "qwen2") -> None:
     """InternVL3 as the ``-hf`` checkpoints ship it: an InternViT tower (56 px, 16 patches, pixel-shuffled
-    to 4 image tokens between <img> and </img>) and a Qwen2 decoder."""
+    to 4 image tokens between <img> and </img>) and a Qwen2 decoder (InternVL3.5: a Qwen3 one)."""
     import torch
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, \
         InternVLProcessor, InternVLVideoProcessor
@@ -308,8 +356,8 @@ def _build_internvl(directory: Path) -> None:
     config = InternVLConfig(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=[56, 56], patch_size=[14, 14]),
-        text_config=dict(TEXT, model_type="qwen2", vocab_size=len(tok), eos_token_id=eos, pad_token_id=pad,
-                         bos_token_id=None, tie_word_embeddings=False),
+        text_config=dict(TEXT, model_type=decoder, vocab_size=len(tok), eos_token_id=eos, pad_token_id=pad,
+                         bos_token_id=None, tie_word_embeddings=False, head_dim=16),
         image_token_id=context, image_seq_length=4, downsample_ratio=0.5, tie_word_embeddings=False,
     )
     torch.manual_seed(0)
@@ -320,6 +368,13 @@ def _build_internvl(directory: Path) -> None:
                                   video_processor=InternVLVideoProcessor(size={"height": 56, "width": 56}),
                                   image_seq_length=4, chat_template=INTERNVL_CHAT_TEMPLATE)
     _save(model, processor, directory, eos=eos, pad=pad, bos=None)
+    _hub_layout(directory, config=_legacy_rope_theta)
+
+
+def _legacy_rope_theta(config: dict) -> None:
+    """``text_config.rope_theta`` as hub checkpoints write it (mlx-vlm requires it)."""
+    text = config["text_config"]
+    text["rope_theta"] = text.get("rope_parameters", {}).get("rope_theta", 1e6)
 
 
 # --- Llama 3.2 Vision (Mllama) ------------------------------------------------------------
@@ -416,10 +471,13 @@ FAMILIES: dict[str, Family] = {
         Family("qwen2_5_vl", "Qwen2.5-VL", "qwen2_5_vl", lambda d: _build_qwen(d, v25=True)),
         Family("llava_next", "LLaVA-NeXT (LLaVA 1.6)", "llava_next", _build_llava_next),
         Family("paligemma", "PaliGemma", "paligemma", _build_paligemma),
-        Family("internvl", "InternVL3 (-hf)", "internvl", _build_internvl),
+        Family("internvl", "InternVL3 (-hf)", "internvl", _build_internvl,
+               mlx="mlx-vlm's InternVL builds a Qwen3 decoder"),
+        Family("internvl3_5", "InternVL3.5 (-hf)", "internvl", lambda d: _build_internvl(d, decoder="qwen3")),
         Family("mllama", "Llama 3.2 Vision (Mllama)", "mllama", _build_mllama),
-        Family("florence2", "Florence-2", "florence2", _build_florence2, structured=False),
-        Family("blip2", "BLIP-2", "blip-2", _build_blip2, structured=False),
+        Family("florence2", "Florence-2", "florence2", _build_florence2, structured=False,
+               mlx="mlx-vlm reads only the original remote-code Florence-2 layout"),
+        Family("blip2", "BLIP-2", "blip-2", _build_blip2, structured=False, mlx="mlx-vlm has no BLIP-2 model"),
     )
 }
 

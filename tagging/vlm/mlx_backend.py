@@ -20,6 +20,7 @@ streams are per thread, so caption from the thread that loaded the model.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import threading
 import time
@@ -31,6 +32,28 @@ from tagging.vlm.base import CaptionBackend, CaptionError, CaptionOutput, Captio
 from tagging.vlm.transformers_backend import local_model_folder, pull_fix
 
 log = logging.getLogger(__name__)
+
+USE_TRANSFORMERS = "Set SHOEBOX_CAPTION_BACKEND=transformers to caption with it in-process (torch)."
+
+
+def unsupported_reason(config: dict) -> str | None:
+    """Why mlx-vlm 0.7.10 cannot run the checkpoint whose config.json is ``config`` (None: it can).
+
+    Measured with tiny models of each family (tests/test_model_families.py); the
+    families not named here load and caption.
+    """
+    model_type = config.get("model_type", "")
+    vision = (config.get("vision_config") or {}).get("model_type", "")
+    text = (config.get("text_config") or {}).get("model_type", "")
+    if model_type in ("blip-2", "blip_2"):
+        return "mlx-vlm has no BLIP-2 model"
+    if model_type == "florence2" and vision != "davit":
+        return ("mlx-vlm reads only the original remote-code Florence-2 layout (a 'davit' vision config), "
+                "not transformers' converted checkpoints")
+    if model_type == "internvl" and text and text != "qwen3":
+        return (f"mlx-vlm's InternVL builds a Qwen3 decoder (InternVL3.5); this checkpoint's decoder is {text} "
+                "(InternVL3: use the transformers backend, or an mlx-community conversion)")
+    return None
 
 
 class MlxBackend(CaptionBackend):
@@ -81,13 +104,24 @@ class MlxBackend(CaptionBackend):
 
     def _load(self) -> tuple[Any, Any]:
         folder = self._folder()
+        try:
+            reason = unsupported_reason(json.loads((folder / "config.json").read_text()))
+        except (OSError, ValueError, AttributeError):
+            reason = None
+        if reason:
+            raise ModelUnavailable(self.model_id, reason, USE_TRANSFORMERS)
         from mlx_vlm import load
 
         started = time.perf_counter()
         try:
             model, processor = load(str(folder))
-        except (ValueError, FileNotFoundError) as exc:  # unsupported model type, missing file
+        except FileNotFoundError as exc:  # a file the loader needs
             raise ModelUnavailable(self.model_id, f"mlx-vlm cannot load it ({exc})", pull_fix(self.model_id)) from exc
+        except (ValueError, TypeError) as exc:  # an unsupported model type or layout
+            raise ModelUnavailable(
+                self.model_id, f"mlx-vlm cannot load it ({str(exc)[:500]})",
+                f"{USE_TRANSFORMERS} Or use an mlx-community conversion of the model.",
+            ) from exc
         image_processor = getattr(processor, "image_processor", None)
         if image_processor is not None and hasattr(image_processor, "do_image_splitting"):
             image_processor.do_image_splitting = self.image_splitting
