@@ -1,4 +1,7 @@
-"""The OpenAI backend against a real ``python -m mlx_vlm server`` serving the tiny SmolVLM.
+"""The OpenAI backend against a real ``python -m mlx_vlm server`` serving two model families.
+
+The tiny SmolVLM (Idefics3) and the tiny Qwen2.5-VL (``tests.tiny_families``),
+each in a server of its own.
 
 The server runs in its own process on 127.0.0.1 (a free port, loopback only)
 with an empty, offline Hugging Face cache; it is always terminated in teardown.
@@ -22,6 +25,7 @@ import pytest
 from tagging.availability import ModelUnavailable
 from tagging.vlm.base import CaptionRequest
 from tagging.vlm.openai_backend import OpenAIBackend
+from tests.tiny_families import build_family
 from tests.tiny_vlm import build_tiny_smolvlm, synthetic_photo
 
 if importlib.util.find_spec("mlx_vlm") is None:
@@ -54,9 +58,18 @@ def healthy(port: int) -> bool:
         conn.close()
 
 
+@pytest.fixture(scope="module", params=["smolvlm", "qwen2_5_vl"])
+def served_model(request, tiny_vlm, tmp_path_factory) -> Path:
+    """The folder the server serves: each family gets a server of its own."""
+    if request.param == "smolvlm":
+        return tiny_vlm
+    return build_family(request.param, tmp_path_factory.getbasetemp() / f"served-{request.param}")
+
+
 @pytest.fixture(scope="module")
-def mlx_server(tiny_vlm, tmp_path_factory):
+def mlx_server(served_model, tmp_path_factory):
     """``(base_url, model)`` of a running mlx_vlm server; the process is stopped afterwards."""
+    tiny_vlm = served_model
     port = free_port()
     home = tmp_path_factory.mktemp("mlx-server")
     log_path = home / "server.log"
