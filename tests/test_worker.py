@@ -109,6 +109,8 @@ def worker_env(tiny_clip, settings):
             SHOEBOX_LOG_LEVEL="INFO",
             OMP_WAIT_POLICY="PASSIVE",
             OMP_NUM_THREADS="1",
+            # Full descriptions only on demand, unless a test turns them on: these tests count first passes.
+            SHOEBOX_FULL_CAPTIONS_PER_HOUR="0",
         )
         env.update({k: str(v) for k, v in overrides.items()})
         return env
@@ -151,11 +153,14 @@ def settled() -> bool:
     return not engine.has_work()
 
 
-def image_digests(server: FakeVLMServer) -> list[str]:
-    """One digest per chat request: which photo the model was shown."""
+def image_digests(server: FakeVLMServer, *, full: bool = False) -> list[str]:
+    """One digest per chat request of the first pass (``full``: of the full description): which photo the
+    model was shown."""
     digests = []
     for request in server.chat_requests():
         content = request.json["messages"][-1]["content"]
+        if ('"description"' in content[0]["text"]) != full:
+            continue
         url = next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
         digests.append(hashlib.sha256(url.encode()).hexdigest())
     return digests
@@ -206,7 +211,9 @@ def test_a_worker_killed_mid_batch_and_restarted_leaves_every_photo_done_exactly
         wait_for(settled, seconds=120, clusters=[first, second], what="the restarted worker to finish")
         digests = image_digests(server)
 
-    assert set(PhotoStage.objects.values_list("state", flat=True)) == {"done"}
+    assert set(PhotoStage.objects.exclude(stage="description").values_list("state", flat=True)) == {"done"}
+    assert set(PhotoStage.objects.filter(stage="description").values_list("state", flat=True)) == {"pending"}, \
+        "full descriptions wait: only on demand here"
     assert Embedding.objects.count() == n and Caption.objects.count() == n
     assert sorted(Counter(Caption.objects.values_list("photo_id", flat=True)).values()) == [1] * n
     victim.refresh_from_db()
@@ -218,18 +225,24 @@ def test_a_worker_killed_mid_batch_and_restarted_leaves_every_photo_done_exactly
 
 
 def test_two_workers_process_every_photo_once(tmp_path, worker_env, clusters):
+    """Both passes: the first for every photo, then (idle, a batch at a time) one full description per
+    near-duplicate group, the rest reused."""
     n = 200
     make_library(tmp_path / "photos", n, seed=2)
     with FakeVLMServer(models=[MODEL]) as server:
-        env = worker_env(server, SHOEBOX_OPENAI_CONCURRENCY=4, SHOEBOX_TASK_TIMEOUT=120, SHOEBOX_TASK_RETRY=150)
+        env = worker_env(server, SHOEBOX_OPENAI_CONCURRENCY=4, SHOEBOX_TASK_TIMEOUT=120, SHOEBOX_TASK_RETRY=150,
+                         SHOEBOX_FULL_CAPTIONS_PER_HOUR=100000)
         workers = [clusters(env), clusters(env)]
-        wait_for(settled, seconds=240, clusters=workers, what="two workers to finish")
-        digests = image_digests(server)
+        wait_for(settled, seconds=300, clusters=workers, what="two workers to finish")
+        digests, full = image_digests(server), image_digests(server, full=True)
 
     errors = set(PhotoStage.objects.exclude(state="done").values_list("stage", "error"))
     assert set(PhotoStage.objects.values_list("state", "attempts")) == {("done", 1)}, f"no attempt wasted {errors}"
-    assert Embedding.objects.count() == n and Caption.objects.count() == n
-    assert len(digests) == n and len(set(digests)) == n, "each photo shown to the model exactly once"
+    assert Embedding.objects.count() == n and Caption.objects.filter(caption_pass="first").count() == n
+    assert len(digests) == n and len(set(digests)) == n, "each photo shown to the first pass exactly once"
+    described = Caption.objects.filter(caption_pass="full", source__isnull=True).count()
+    assert Caption.objects.filter(caption_pass="full").count() == n, "every photo has a full description"
+    assert len(full) == len(set(full)) == described, "and each scene was described once"
 
 
 @pytest.fixture
@@ -278,7 +291,8 @@ def test_two_workers_over_a_redis_broker_process_every_photo_once(tmp_path, work
         wait_for(settled, seconds=240, clusters=workers, what="two workers on Redis to finish")
         digests = image_digests(server)
 
-    errors = set(PhotoStage.objects.exclude(state="done").values_list("stage", "error"))
-    assert set(PhotoStage.objects.values_list("state", "attempts")) == {("done", 1)}, errors
+    errors = set(PhotoStage.objects.exclude(state="done").exclude(stage="description").values_list("stage", "error"))
+    first = PhotoStage.objects.exclude(stage="description")
+    assert set(first.values_list("state", "attempts")) == {("done", 1)}, errors
     assert Embedding.objects.count() == n and Caption.objects.count() == n
     assert len(digests) == n and len(set(digests)) == n
