@@ -225,3 +225,59 @@ def test_a_family_mlx_vlm_cannot_run_is_unavailable_naming_the_transformers_back
 
     assert FAMILIES[name].mlx in raised.value.reason
     assert "SHOEBOX_CAPTION_BACKEND=transformers" in raised.value.fix
+
+
+# --- stored through the real caption stages ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    from tests.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip", seed=0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "florence2"])
+def test_a_familys_captions_are_stored_with_their_provenance_by_the_caption_stages(name, family_folder, tiny_clip,
+                                                                                    family_settings, library_dir):
+    """A chat family and a task-prompt family through import, both caption passes and the database."""
+    from gallery import engine, libraries, scans
+    from gallery.models import Photo
+    from tagging import prompt
+    from tagging.models import Caption
+
+    family_settings.CAPTION_BACKEND = "transformers"
+    family_settings.CAPTION_MODEL = str(family_folder(name))
+    family_settings.CAPTION_IMAGE_SIZE = 256
+    family_settings.CLIP_MODEL = tiny_clip
+    for photo in PHOTOS:
+        library_dir.add(photo)
+    library, _ = libraries.add_library(str(library_dir.path))
+    scans.import_library(library, sync=True)
+
+    engine.run_all_pending(only="caption")
+    engine.run_all_pending(only="embedding")  # the full pass waits for near-duplicate groups
+    engine.run_pending("description")
+
+    photos = list(Photo.objects.all())
+    assert len(photos) == 2
+    for photo in photos:
+        stored = {c.caption_pass: c for c in Caption.objects.filter(photo=photo)}
+        assert set(stored) == {Caption.Pass.FIRST, Caption.Pass.FULL}
+        assert stored[Caption.Pass.FULL].prompt_version == prompt.PROMPT_VERSION
+        for caption in stored.values():
+            assert caption.backend == "transformers" and caption.model == family_settings.CAPTION_MODEL
+            if caption.source_id:  # a near-duplicate's full description, reused (tiny CLIP: similar photos)
+                assert caption.source.photo_id != photo.pk and caption.output_tokens is None
+            else:
+                assert 0 < caption.output_tokens <= BUDGET and caption.prompt_tokens > 0 and caption.latency > 0
+            assert caption.raw_text is not None and isinstance(caption.fields, dict)
+            if FAMILIES[name].structured:
+                assert not any("task prompt" in note for note in caption.parse_notes)
+            else:
+                # Flagged: stored unstructured, saying which task it was asked instead of Shoebox's prompt.
+                assert caption.structured is False
+                assert caption.parse_notes[0] == TASK_PROMPTS[FAMILIES[name].model_type][1]
+        assert {s.stage: s.state for s in photo.stages.filter(stage__in=["caption", "description"])} == {
+            "caption": "done", "description": "done"}
