@@ -10,6 +10,13 @@ Weights come from a local folder or the local Hugging Face cache only
 folder, which mlx-vlm loads directly). Greedy decoding; token counts and
 timings come from mlx-vlm's own ``GenerationResult``.
 
+Families run here with tiny models (``tests/test_model_families.py``): SmolVLM,
+SmolVLM2, Qwen2-VL, Qwen2.5-VL, LLaVA-NeXT, PaliGemma, InternVL3.5 (``-hf``) and
+Llama 3.2 Vision, from folders in the hub's layout. ``unsupported_reason`` names
+the ones mlx-vlm 0.7.10 cannot run (BLIP-2, transformers-format Florence-2,
+InternVL3 with its Qwen2.5 decoder); they are unavailable, naming the
+transformers backend.
+
 Pitfalls (``shared/notes/models-on-these-machines.md``): a model whose vocabulary
 is larger than its tokenizer makes mlx-vlm's streaming detokenizer raise
 ``IndexError``; MLX JIT-compiles kernels with g++ on the first run (cached

@@ -12,23 +12,29 @@ decoding, and torch threads × concurrent workers ≤ cores with
 ``OMP_WAIT_POLICY=PASSIVE`` (``gallery.settings`` sets both).
 
 Model families through ``AutoModelForImageTextToText`` (transformers 5.x,
-native classes, no ``trust_remote_code``):
+native classes, no ``trust_remote_code``), each run with a tiny model of its
+real architecture by ``tests/test_model_families.py``:
 
-* **SmolVLM / Idefics3** (``HuggingFaceTB/SmolVLM-256M-Instruct``,
-  ``-500M-Instruct``, SmolVLM2): native; image splitting is turned off here
-  unless ``image_splitting=True``.
-* **Qwen2-VL / Qwen2.5-VL / Qwen3-VL, LLaVA, LLaVA-NeXT, PaliGemma, Gemma 3**:
-  native; image-token count follows the image size, which the pipeline bounds
-  with ``CAPTION_IMAGE_SIZE``.
-* **Florence-2**: native ``Florence2ForConditionalGeneration`` on converted
-  checkpoints; it has no chat template, so the prompt is passed as-is and must
-  be a task token such as ``<MORE_DETAILED_CAPTION>``; its processor needs
-  ``post_processor_config={"pure_text": {}}`` for plain text. Not a good fit
-  for Shoebox's structured-caption prompt.
-* **Moondream2** and other remote-code-only checkpoints: no native class;
-  they load only with ``trust_remote_code``, which Shoebox does not enable —
-  they are reported as unavailable. Serve them through an OpenAI-compatible
-  server instead.
+* **SmolVLM / Idefics3, SmolVLM2** (``HuggingFaceTB/SmolVLM-256M-Instruct``,
+  ``-500M-Instruct``, SmolVLM2): image splitting is turned off here unless
+  ``image_splitting=True``. SmolVLM2's processor needs ``num2words``.
+* **Qwen2-VL / Qwen2.5-VL**: image tokens follow the image size, which the
+  pipeline bounds with ``CAPTION_IMAGE_SIZE``.
+* **LLaVA-NeXT (LLaVA 1.6)**: always its any-resolution grid.
+* **InternVL3 / 3.5** (``-hf`` checkpoints): one tile per photo unless
+  ``image_splitting=True`` (``crop_to_patches`` per call; up to 12 otherwise).
+* **Llama 3.2 Vision (Mllama)**: the image goes in through cross-attention;
+  up to 4 tiles (padded to the model's fixed count whatever it is told).
+* **PaliGemma**: no chat template; Shoebox's prompt follows its image token.
+* **Florence-2** (converted checkpoints, ``Florence2ForConditionalGeneration``)
+  and **BLIP-2**: no chat template and no instructions — they get their task
+  prompt (``TASK_PROMPTS``) instead of Shoebox's, answer in prose, and each
+  output carries a note saying so, stored with the caption. Florence-2 is an
+  encoder-decoder: its output is what follows the decoder's start token.
+* **Moondream2, FastVLM, Phi-3.5-vision, remote-code InternVL**: no native
+  class; they load only with ``trust_remote_code``, which Shoebox does not
+  enable — they are reported as unavailable, naming where they do run
+  (``REMOTE_CODE_FAMILIES``: Ollama, the mlx backend, vLLM, an ``-hf`` checkpoint).
 """
 
 from __future__ import annotations
