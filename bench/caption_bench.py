@@ -319,6 +319,7 @@ def two_pass(args) -> None:
     from tagging.vlm.transformers_backend import TransformersBackend
 
     torch.set_num_threads(args.threads)
+    settings.WORKER_THREADS = args.threads  # the backend sets torch's threads from it when it loads
     print(machine())
     print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     folder = build_model(args.model_arch, args.model_dir)
@@ -328,11 +329,14 @@ def two_pass(args) -> None:
               for p in pick_photos(args.photos)]
     first_prompt = build_first_pass_prompt(context)
     figures = {}
-    for name, prompt_text, tokens in (("first pass", first_prompt, args.first_tokens),
+    for name, prompt_text, tokens in (("prefill alone", first_prompt, 1),
+                                      ("first pass", first_prompt, args.first_tokens),
                                       ("full description", PROMPT, args.full_tokens)):
         backend = TransformersBackend(str(folder), max_new_tokens=tokens, min_new_tokens=tokens, dtype=args.dtype)
         backend.caption([CaptionRequest(image=images[0], prompt=prompt_text)])  # warm-up
-        requests = [CaptionRequest(image=image, prompt=prompt_text, max_new_tokens=tokens) for image in images]
+        # The full description is long: one call's worth of photos is enough to time it.
+        chosen = images[:batch] if name == "full description" else images
+        requests = [CaptionRequest(image=image, prompt=prompt_text, max_new_tokens=tokens) for image in chosen]
         cpu, wall, prompt_tokens = cpu_per_photo(backend, requests, batch, tokens)
         figures[name] = cpu
         per_hour = 2 * 3600 / cpu
@@ -340,8 +344,16 @@ def two_pass(args) -> None:
               f"{torch.get_num_threads()} thread: {cpu:.2f} CPU s/photo ({wall:.2f} s wall) "
               f"→ {per_hour:,.0f} photos/hour on 2 cores (two single-threaded workers)")
         del backend
-    first, full = figures["first pass"], figures["full description"]
+    first, full, fixed = figures["first pass"], figures["full description"], figures["prefill alone"]
+    per_token = (first - fixed) / (args.first_tokens - 1)
     print(f"\nfull description / first pass: {full / first:.1f}× the CPU per photo")
+    print(f"first pass = {fixed:.2f} CPU s fixed (image encoder + prompt prefill, 1 token) + "
+          f"{per_token * 1000:.0f} ms per new token (batch {batch})")
+    target = 2 * 24 * 3600 / args.library  # CPU seconds per photo for the whole library in 24 h on 2 cores
+    room = (target - fixed) / per_token
+    print(f"24 h for {args.library:,} photos needs ≤ {target:.2f} CPU s/photo: "
+          + (f"a budget of ≤ {room:.0f} new tokens would do" if room >= 1 else
+             f"not reachable by a smaller budget (the fixed part alone is {fixed / target:.1f}× that)"))
     print(f"{args.library:,}-photo library, 2 cores:")
     first_hours = args.library * first / 2 / 3600
     print(f"  first pass for every photo: {first_hours:.1f} h ({'within' if first_hours <= 24 else 'over'} 24 h)")
