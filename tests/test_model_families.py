@@ -72,10 +72,7 @@ def test_each_family_captions_real_photos_through_its_own_processor(name, family
     backend.check_available()
     requests = [CaptionRequest(image=photo, prompt=text) for photo, text in zip(photos, prompts())]
 
-    if family.batching:
-        outputs = backend.caption(requests)
-    else:
-        outputs = [backend.caption([request])[0] for request in requests]
+    outputs = backend.caption(requests)  # every family batches in transformers: one generate() call
 
     loaded = backend.loaded
     assert isinstance(backend, TransformersBackend) and loaded.model_type == family.model_type
@@ -107,12 +104,11 @@ def test_each_family_captions_real_photos_through_its_own_processor(name, family
         assert isinstance(parsed.fields, dict) and isinstance(parsed.notes, list)
         if not family.structured:
             assert parsed.structured is False  # prose: stored unstructured, and flagged by the parser
-    if family.batching:
-        # One generate() call for both photos, the same answers as one by one (left padding done right).
-        assert len({o.latency for o in outputs}) == 1
-        alone = [backend.caption([request])[0] for request in requests]
-        assert [o.text for o in alone] == [o.text for o in outputs]
-        assert [o.prompt_tokens for o in alone] == [o.prompt_tokens for o in outputs]
+    # One generate() call for both photos, the same answers as one by one (left padding done right).
+    assert len({o.latency for o in outputs}) == 1
+    alone = [backend.caption([request])[0] for request in requests]
+    assert [o.text for o in alone] == [o.text for o in outputs]
+    assert [o.prompt_tokens for o in alone] == [o.prompt_tokens for o in outputs]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,18 +116,13 @@ def test_each_family_honours_a_requests_token_budget(name, family_folder, photos
     backend = TransformersBackend(str(family_folder(name)), max_new_tokens=BUDGET, min_new_tokens=BUDGET,
                                   dtype="float32")
 
-    short, full = backend.caption([
-        CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=3),
-        CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=50),
-    ]) if FAMILIES[name].batching else [
-        backend.caption([CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=b)])[0] for b in (3, 50)
-    ]
+    requests = [CaptionRequest(image=photos[0], prompt="Caption?", max_new_tokens=budget) for budget in (3, 50)]
 
-    # One call generates up to its largest budget (never above the backend's); min_new_tokens forces it.
-    if FAMILIES[name].batching:
-        assert short.output_tokens == full.output_tokens == BUDGET
-    else:
-        assert short.output_tokens == 3 and full.output_tokens == BUDGET
+    short, full = backend.caption(requests)
+
+    # min_new_tokens makes the model use every token it may: its own budget, never above the backend's,
+    # even when a batch is generated to its largest budget.
+    assert (short.output_tokens, full.output_tokens) == (3, BUDGET)
 
 
 def test_qwen2_vl_image_tokens_follow_the_photos_size(family_folder, photos):

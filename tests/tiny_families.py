@@ -43,7 +43,6 @@ class Family:
     label: str  # as the README names it
     model_type: str  # config.json's model_type
     build: Callable[[Path], None]
-    batching: bool = True  # whether several photos go through one generate() call
     structured: bool = True  # takes Shoebox's JSON prompt through a chat template (False: a task prompt, prose)
     mlx: str | None = None  # why mlx-vlm 0.7.10 cannot run it (None: it can, on a Linux CPU too)
 

@@ -444,8 +444,9 @@ class TransformersBackend(CaptionBackend):
         tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
         notes = [TASK_PROMPTS[loaded.model_type][1]] if loaded.model_type in TASK_PROMPTS else []
         outputs = []
-        for row, prompt_tokens in zip(sequences[:, prompt_width:].tolist(), prompt_lengths):
-            new_tokens = self._until_eos(row, loaded.eos_ids)
+        for request, row, prompt_tokens in zip(requests, sequences[:, prompt_width:].tolist(), prompt_lengths):
+            # One call generates up to the batch's largest budget; each answer keeps to its own.
+            new_tokens = self._until_eos(row, loaded.eos_ids)[: request.budget(self.max_new_tokens)]
             text_tokens = new_tokens[:-1] if new_tokens and new_tokens[-1] in loaded.eos_ids else new_tokens
             outputs.append(
                 CaptionOutput(
