@@ -32,6 +32,7 @@ from people.models import Face, Person
 MAX_NAME = 200  # Person.name's max_length
 MAX_FACES = 1000  # faces moved by one decision
 NEW = "new"  # move_faces(to=NEW): a new unnamed person of their own
+UNNAMED_PAGE = 120  # unnamed groups per page of the People page (more load as you scroll)
 
 # Called with the ids of photos whose people changed (after the change, inside its transaction).
 PHOTOS_CHANGED: list[Callable[[list[int]], object]] = []
@@ -224,14 +225,35 @@ def next_cluster(after: Person | None = None) -> Person | None:
     return later.exclude(pk=after.pk).first() or queue.exclude(pk=after.pk).first()
 
 
-def people_listing(*, hidden: bool = False, named_limit: int = 2000, unnamed_limit: int = 300) -> dict:
-    """The People page: named persons by name, then unnamed clusters by size (hidden ones instead, on request)."""
+def people_listing(*, hidden: bool = False, after: str | None = None, named_limit: int = 2000) -> dict:
+    """The People page: named persons by name, then a page of unnamed clusters by size (from the cursor
+    ``after``; hidden ones instead, on request). A malformed cursor: ValueError."""
     base = Person.objects.filter(hidden=hidden)  # a card needs cover_id only: no join
     named = base.exclude(name="").order_by(Lower("name"), "pk")
-    unnamed = base.filter(name="", face_count__gt=0).order_by("-face_count", "pk")
     counts = dict(Person.objects.values_list("hidden").annotate(n=Count("pk")).order_by())
-    return {"named": list(named[:named_limit]), "unnamed": list(unnamed[:unnamed_limit]),
-            "unnamed_total": unnamed.count(), "hidden_total": counts.get(True, 0)}
+    unnamed, cursor = unnamed_page(hidden=hidden, after=after)
+    return {"named": list(named[:named_limit]), "unnamed": unnamed, "unnamed_cursor": cursor,
+            "unnamed_total": base.filter(name="", face_count__gt=0).count(), "hidden_total": counts.get(True, 0)}
+
+
+def unnamed_page(*, hidden: bool = False, after: str | None = None, limit: int | None = None
+                 ) -> tuple[list[Person], str | None]:
+    """One page of unnamed clusters, largest first, after the keyset cursor ``"<face count>_<id>"`` (no
+    OFFSET); returns the page and the next cursor (None at the end). A malformed cursor: ValueError."""
+    qs = Person.objects.filter(hidden=hidden, name="", face_count__gt=0).order_by("-face_count", "pk")
+    if after:
+        try:
+            count, pk = (int(part) for part in after.split("_"))
+        except ValueError:
+            raise ValueError("malformed page cursor") from None
+        if not (0 <= count < 2**31 and 0 <= pk < 2**63):
+            raise ValueError("malformed page cursor")
+        qs = qs.filter(Q(face_count__lt=count) | Q(face_count=count, pk__gt=pk))
+    limit = limit or UNNAMED_PAGE
+    page = list(qs[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return page, (f"{page[-1].face_count}_{page[-1].pk}" if more else None)
 
 
 def _ids(values: Iterable[object]) -> list[int]:

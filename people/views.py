@@ -40,9 +40,17 @@ def _person(pk: int) -> Person:
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def people_list(request):
-    hidden = request.GET.get("hidden") == "1"
-    return render(request, "people/people.html", {**naming.people_listing(hidden=hidden), "showing_hidden": hidden})
+    hidden, after = request.GET.get("hidden") == "1", request.GET.get("after")
+    try:
+        listing = naming.people_listing(hidden=hidden, after=after)
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400)
+    context = {**listing, "showing_hidden": hidden}
+    if request.htmx and after:  # the next page of unnamed groups
+        return render(request, "people/people.html#unnamed_cards", context)
+    return render(request, "people/people.html", context)
 
 
 @login_required

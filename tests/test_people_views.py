@@ -419,3 +419,21 @@ def test_a_name_typed_in_the_search_box_finds_the_photos(viewer_client, photos):
     assert [int(x) for x in re.findall(r'data-photo="(\d+)"', html)] == [photos.astronaut.pk]
     html = viewer_client.get("/search/", {"q": 'person:"Eileen Collins"'}).content.decode()
     assert [int(x) for x in re.findall(r'data-photo="(\d+)"', html)] == [photos.astronaut.pk]
+
+
+def test_the_people_page_pages_through_unnamed_groups_with_a_cursor(viewer_client, photos, monkeypatch):
+    groups = [cluster(*([photos.coffee] * (1 + i % 3))) for i in range(7)]
+    monkeypatch.setattr(naming, "UNNAMED_PAGE", 3)
+    html = viewer_client.get("/people/").content.decode()
+    seen = [int(pk) for pk in re.findall(r'data-person="(\d+)"', html)]
+    for _ in range(5):
+        more = re.search(r'hx-get="/people/\?after=([\d_]+)"', html)
+        if not more:
+            break
+        html = viewer_client.get(f"/people/?after={more.group(1)}", **HTMX).content.decode()
+        assert "<html" not in html
+        seen += [int(pk) for pk in re.findall(r'data-person="(\d+)"', html)]
+    by_size = sorted(groups, key=lambda p: (-p.face_count, p.pk))
+    assert seen == [p.pk for p in by_size], "largest first, each once"
+    for bad in ("x", "1_2_3", "-1_5", f"{2**40}_1", "1_" + "9" * 30):
+        assert viewer_client.get("/people/", {"after": bad}).status_code == 400
