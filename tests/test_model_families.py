@@ -112,6 +112,28 @@ def test_each_family_captions_real_photos_through_its_own_processor(name, family
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_each_familys_model_sees_the_photo(name, family_folder, photos):
+    """A photo and its mirror image, one prompt, the same tokens: the first answer token's scores differ
+    (the pixels reach the model)."""
+    import torch
+    from PIL import ImageOps
+
+    backend = TransformersBackend(str(family_folder(name)), max_new_tokens=1, dtype="float32")
+    pair = [photos[0], ImageOps.mirror(photos[0])]
+    inputs = backend.prepare([CaptionRequest(image=photo, prompt="Caption?") for photo in pair])
+    assert torch.equal(inputs["input_ids"][0], inputs["input_ids"][1])
+    model = backend.loaded.model
+    extra = {}
+    if model.config.is_encoder_decoder:
+        extra["decoder_input_ids"] = torch.full((2, 1), model.generation_config.decoder_start_token_id)
+
+    with torch.inference_mode():
+        logits = model(**inputs, **extra).logits[:, -1]
+
+    assert not torch.allclose(logits[0], logits[1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_each_family_honours_a_requests_token_budget(name, family_folder, photos):
     backend = TransformersBackend(str(family_folder(name)), max_new_tokens=BUDGET, min_new_tokens=BUDGET,
                                   dtype="float32")
