@@ -3,15 +3,17 @@
 Django-free. The weights are the files of the ``face_recognition_models``
 wheel, found without importing that package (its ``__init__`` needs
 ``pkg_resources``, which setuptools ≥ 81 no longer has); they are loaded
-once per process (:func:`load`), about 30 MB of memory.
+once per process (:func:`load`): about 90 MB of memory.
 
 How a face is found (chosen by measurement, ``bench/faces_bench.py`` and
 BENCHMARKS.md): dlib's HOG detector on the image scaled so that its long edge
-is :data:`WORK_EDGE` px, upsampled once (:data:`UPSAMPLE`): the smallest face
-it finds is about 40 px there, about 4 % of the long edge. The CNN detector
-(MMOD) finds a few more turned and tilted faces but costs many times as much
-on these CPUs. Landmarks and descriptors are computed on the full image given
-(the viewer thumbnail, up to 1600 px), so small faces keep their detail.
+is :data:`WORK_EDGE` px, upsampled once (:data:`UPSAMPLE`). In a 1600 px
+viewer thumbnail it finds faces from about 40 px wide (2.5 % of the long
+edge); at 800 px / upsampled once — or 1600 px as it is, which costs the same —
+only from about 64 px, at about half the cost. The CNN detector (MMOD) finds
+turned and profile faces HOG misses, but costs about 5 s a photo on one core
+even at 800 px without upsampling. Landmarks and descriptors are computed on
+the full image given (the viewer thumbnail), so small faces keep their detail.
 
 Boxes and landmarks are fractions (0–1) of the image's width and height, the
 way :class:`people.models.Face` stores them.
@@ -32,11 +34,13 @@ from gallery.stages import StageUnavailable
 
 HOG, CNN = "hog", "cnn"
 DETECTOR = HOG
-WORK_EDGE = 800  # long edge (px) the detector looks at
-UPSAMPLE = 1  # dlib's pyramid upsampling on top of that: faces down to ~40 px at WORK_EDGE
-# dlib's HOG scores: its own default threshold is 0; a little above keeps out most false hits
-# on textures (measured on the corpus: no detection in the non-portrait photos at this value).
+WORK_EDGE = 1200  # long edge (px) the detector looks at
+UPSAMPLE = 1  # dlib's pyramid upsampling on top of that (each step doubles the cost)
+# dlib's HOG score below which a hit is dropped (dlib's own default is 0). Measured on the
+# generated photos and the corpus: false hits (a badge on the astronaut's suit, textures)
+# score ≤ 0.2, nine in ten true faces score above 0.3.
 MIN_SCORE = 0.3
+MAX_ENLARGE = 2.0  # a small image is enlarged towards WORK_EDGE, at most this much
 SHARPNESS_EDGE = 96  # faces are scaled to this size before their sharpness is measured
 MODEL_FILES = {
     "landmarks": "shape_predictor_5_face_landmarks.dat",
@@ -130,7 +134,7 @@ def detect(image: Image.Image, *, detector: str = DETECTOR, work_edge: int = WOR
     models = load(cnn=detector == CNN)
     image = image.convert("RGB")
     width, height = image.size
-    scale = min(1.0, work_edge / max(width, height))
+    scale = min(MAX_ENLARGE, work_edge / max(width, height))
     small = image if scale == 1.0 else image.resize(
         (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
     pixels = np.asarray(image)
