@@ -236,3 +236,13 @@ def test_nearest_faces_never_come_from_the_same_photo(faces_on, library_dir, cor
     twin = Face.objects.create(photo=photo, x=0.0, y=0.0, w=0.1, h=0.1, embedding=list(face.embedding))
     assert clustering.nearest(face, assigned=False) == []
     assert clustering.assign([twin]) == set() and Face.objects.get(pk=twin.pk).person_id is None
+
+
+def test_every_face_of_a_small_group_photo_is_found_and_none_joins_another_of_the_same_photo(faces_on, library_dir):
+    library_dir.add("camera_jpeg__canon_digital_ixus_2001.jpg")  # a wedding: three faces ~30 px in 640 px
+    [photo] = import_and_find_faces(library_dir)
+    faces = list(Face.objects.filter(photo=photo).order_by("x"))
+    assert len(faces) == 3
+    for face in faces:  # side by side in the middle of the picture, at head height
+        assert 0.35 <= face.x <= 0.6 and 0.35 <= face.y <= 0.55 and face.w < 0.1
+    assert {f.person_id for f in faces} == {None} and not Person.objects.exists()
