@@ -173,6 +173,19 @@ def test_internvl_photos_stay_one_tile_unless_image_splitting(family_folder, pho
     assert tiles - single >= 4 * 4  # several more 4-token tiles (and a thumbnail) for the landscape photo
 
 
+def test_smolvlm2_without_num2words_is_unavailable_naming_the_fix(family_folder, photos, monkeypatch):
+    """SmolVLM2's processor refuses to start without num2words: that is a missing package, not a crash."""
+    from transformers.models.smolvlm import processing_smolvlm
+
+    folder = str(family_folder("smolvlm2"))
+    monkeypatch.setattr(processing_smolvlm, "num2words", None)  # as when the package is not installed
+
+    with pytest.raises(ModelUnavailable) as raised:
+        TransformersBackend(folder).caption([CaptionRequest(image=photos[0], prompt="?")])
+
+    assert "num2words" in raised.value.reason and "requirements" in raised.value.fix
+
+
 @pytest.mark.parametrize("model_type, family, alternative", [
     ("moondream1", "Moondream2", "Ollama"),
     ("llava_qwen2", "FastVLM", "mlx backend"),
