@@ -48,6 +48,7 @@ bench: install-test system-deps
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/clip_bench.py
 	$(BIN)/python bench/faces_bench.py
+	$(BIN)/python bench/ocr_bench.py
 	$(BIN)/python bench/caption_bench.py --model-arch smolvlm-500m --photos 4 --batch 4
 	$(BIN)/python bench/search_bench.py
 	$(BIN)/python bench/grid_bench.py

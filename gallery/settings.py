@@ -366,10 +366,10 @@ os.environ.setdefault("OMP_NUM_THREADS", str(WORKER_THREADS))
 # edge in px the text detector reads the viewer thumbnail at, and the lowest recognition score kept
 # (bench/ocr_bench.py measured both).
 OCR_THREADS = envint("SHOEBOX_OCR_THREADS", WORKER_THREADS)
-OCR_DET_SIZE = envint("SHOEBOX_OCR_DET_SIZE", 1280)
+OCR_DET_SIZE = envint("SHOEBOX_OCR_DET_SIZE", 960)
 # A first, cheap detector pass at this size (0: none): a photo where it finds no text is done.
 OCR_QUICK_SIZE = envint("SHOEBOX_OCR_QUICK_SIZE", 640)
-OCR_MIN_SCORE = envfloat("SHOEBOX_OCR_MIN_SCORE", 0.6)
+OCR_MIN_SCORE = envfloat("SHOEBOX_OCR_MIN_SCORE", 0.7)
 OCR_BATCH = envint("SHOEBOX_OCR_BATCH", 20)
 
 LOGGING = {

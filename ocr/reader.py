@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 # The detector reads at most this much of a long edge by default (bench/ocr_bench.py).
-DEFAULT_DET_SIZE = 1280
-DEFAULT_MIN_SCORE = 0.6
+DEFAULT_DET_SIZE = 960
+DEFAULT_MIN_SCORE = 0.7
 
 
 def model_name() -> str:
@@ -100,12 +100,14 @@ class Reader:
             if self.use_cls:
                 crops, _, _ = self._engine.text_cls(crops)
             recognised, _ = self._engine.text_rec(crops, False)
-        lines = []
+        kept = []
         for box, (text, score, *_) in zip(boxes, recognised):
             text = " ".join(str(text).split())
             if text and float(score) >= self.min_score:
-                lines.append(Line(text=text, box=_fractions(box, width, height), score=round(float(score), 4)))
-        return Reading(lines=reading_order(lines), regions=len(boxes), seconds=time.perf_counter() - started)
+                kept.append((box, text, float(score)))
+        lines = [Line(text=text, box=_fractions(box, width, height), score=round(score, 4))
+                 for box, text, score in (kept[i] for i in reading_order([box for box, _, _ in kept]))]
+        return Reading(lines=lines, regions=len(boxes), seconds=time.perf_counter() - started)
 
     def _detect(self, bgr: np.ndarray, size: int) -> np.ndarray:
         """Text regions as float32 ``[n, 4, 2]`` pixel corners of the full image (empty: no text)."""
@@ -133,26 +135,31 @@ def _fractions(box: np.ndarray, width: int, height: int) -> list[list[float]]:
     return [[round(float(x) / width, 4), round(float(y) / height, 4)] for x, y in box]
 
 
-def reading_order(lines: list[Line]) -> list[Line]:
-    """Rows top to bottom, left to right within a row.
+def reading_order(boxes: list[np.ndarray]) -> list[int]:
+    """The order to read these boxes (pixel corners, clockwise from top-left) in: indices.
 
-    A line joins the current row when its vertical centre lies within half a line height of the
-    row's first line; rows are not a fixed pixel band, so large and small type both group.
+    Rows top to bottom, left to right within a row, measured along the text: the corners are first
+    turned by the boxes' median slant, so the lines of a tilted sign still read top line first. A
+    box joins the current row when its centre lies within half a line height of the row's first box.
     """
-    def centre_y(line: Line) -> float:
-        return sum(y for _, y in line.box) / 4
-
-    def height(line: Line) -> float:
-        ys = [y for _, y in line.box]
-        return max(ys) - min(ys)
-
-    rows: list[list[Line]] = []
-    for line in sorted(lines, key=centre_y):
-        if rows and abs(centre_y(line) - centre_y(rows[-1][0])) <= max(height(rows[-1][0]), height(line)) / 2:
-            rows[-1].append(line)
+    if not boxes:
+        return []
+    corners = np.asarray(boxes, np.float64).reshape(-1, 4, 2)
+    top = corners[:, 1] - corners[:, 0]
+    angle = float(np.median(np.arctan2(top[:, 1], top[:, 0])))
+    cos, sin = np.cos(angle), np.sin(angle)
+    along = corners[..., 0] * cos + corners[..., 1] * sin  # the text's direction
+    across = -corners[..., 0] * sin + corners[..., 1] * cos  # down the page
+    centre = across.mean(axis=1)
+    height = across.max(axis=1) - across.min(axis=1)
+    rows: list[list[int]] = []
+    for i in sorted(range(len(corners)), key=lambda k: centre[k]):
+        first = rows[-1][0] if rows else None
+        if first is not None and abs(centre[i] - centre[first]) <= max(height[i], height[first]) / 2:
+            rows[-1].append(i)
         else:
-            rows.append([line])
-    return [line for row in rows for line in sorted(row, key=lambda item: min(x for x, _ in item.box))]
+            rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda k: along[k].min())]
 
 
 @functools.lru_cache(maxsize=2)

@@ -48,6 +48,13 @@ def draw_sign(corpus: Path, dest: Path) -> Path:
     return dest
 
 
+def sign_words_box() -> tuple[float, float, float, float]:
+    """Where ``draw_sign`` drew the big words: (left, top, right, bottom) as fractions."""
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (200, 150), " ".join(SIGN_WORDS), font=ImageFont.truetype(str(FONT), 80))
+    return left / 1200, top / 800, right / 1200, bottom / 800
+
+
 def import_and_read(library_dir, corpus, *extra: str):
     draw_sign(corpus, library_dir.path / "bakery.jpg")
     for name in extra:
@@ -83,10 +90,13 @@ def test_a_photo_with_words_is_read_and_found_by_searching_them(ocr_on, library_
     for line in read.lines:
         assert 0.6 <= line["score"] <= 1
         assert len(line["box"]) == 4 and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in line["box"])
-    # The sign was drawn at x 150–1050, y 120–420 of a 1200 × 800 photo.
-    xs = [x for x, _ in read.lines[0]["box"]]
-    ys = [y for _, y in read.lines[0]["box"]]
-    assert 0.12 < min(xs) < max(xs) < 0.9 and 0.15 < min(ys) < max(ys) < 0.35
+    # The boxes of the sign's big words cover where they were drawn (fractions of the photo).
+    drawn = sign_words_box()
+    big = [line for line in read.lines if set(line["text"].upper().split()) & set(SIGN_WORDS)]
+    xs = [x for line in big for x, _ in line["box"]]
+    ys = [y for line in big for _, y in line["box"]]
+    found = (min(xs), min(ys), max(xs), max(ys))
+    assert all(abs(a - b) < 0.03 for a, b in zip(found, drawn)), (found, drawn)
 
     found = {r.photo.pk: r for r in search.search("bakery").results}
     assert set(found) == {sign.pk} and "text" in found[sign.pk].signals, "the tile says the words were read"
@@ -158,3 +168,24 @@ def test_the_quick_pass_ends_a_photo_without_text_and_lets_text_through(corpus, 
     with Image.open(draw_sign(corpus, tmp_path / "sign.jpg")) as sign:
         read = quick.read(sign.convert("RGB"))
     assert not read.quick_skip and "BAKERY" in read.text.upper()
+
+
+def test_the_lines_of_a_tilted_sign_read_top_line_first():
+    """A sign turned 20° up to the right: its longer second line's middle sits higher than the
+    first line's, but it is read second; two words split on one line keep their order."""
+    import math
+
+    import numpy as np
+
+    def line(x, y, length, height=40, angle=-20):
+        a = math.radians(angle)
+        along, down = np.array([math.cos(a), math.sin(a)]), np.array([-math.sin(a), math.cos(a)])
+        start = np.array([x, y], float)
+        return np.array([start, start + along * length, start + along * length + down * height, start + down * height])
+
+    first = line(100, 300, 300)          # "Pizza Pharmacy"
+    second = line(100 + 20, 360, 700)    # "Castle Boston Gallery", below it and longer
+    word_a = line(100, 600, 120)         # "Lake" and "City", one line split in two boxes
+    a = math.radians(-20)
+    word_b = line(100 + 160 * math.cos(a), 600 + 160 * math.sin(a), 120)
+    assert ocr_reader.reading_order([second, word_b, first, word_a]) == [2, 0, 3, 1]
