@@ -160,6 +160,22 @@ def test_qwen2_vl_image_tokens_follow_the_photos_size(family_folder, photos):
     assert small < capped == larger  # 56 px: 4 image tokens; 512 px and 1024 px: the 16-token budget
 
 
+def test_a_photo_a_familys_processor_refuses_is_a_caption_error_naming_the_model(family_folder):
+    """Qwen2-VL refuses aspect ratios over 200:1 (a 1000×3 strip): the photo fails, with why, for good."""
+    from PIL import Image
+
+    from tagging.vlm.base import CaptionError
+
+    folder = str(family_folder("qwen2_vl"))
+    strip = Image.new("RGB", (1000, 3), "gray")
+
+    with pytest.raises(CaptionError) as raised:
+        TransformersBackend(folder, max_new_tokens=1).caption([CaptionRequest(image=strip, prompt="Caption?")])
+
+    assert folder in str(raised.value) and "aspect ratio" in str(raised.value)
+    assert raised.value.transient is False
+
+
 def test_internvl_photos_stay_one_tile_unless_image_splitting(family_folder, photos):
     folder = str(family_folder("internvl"))
     one_tile = TransformersBackend(folder, max_new_tokens=1, dtype="float32")

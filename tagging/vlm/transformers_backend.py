@@ -432,8 +432,9 @@ class TransformersBackend(CaptionBackend):
             raise CaptionError(
                 f"{self.model_id}: out of memory captioning {len(requests)} photos: {exc}", transient=True
             ) from exc
-        except (RuntimeError, ValueError) as exc:
-            raise CaptionError(f"{self.model_id}: generation failed: {exc}", transient=False) from exc
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:  # a processor or model refusing
+            raise CaptionError(f"{self.model_id}: generation failed: {type(exc).__name__}: {exc}",
+                               transient=False) from exc
         latency = (time.perf_counter() - started) / len(requests)
         first_token = clock.at - started if clock.at is not None else None
 
