@@ -51,16 +51,22 @@ def _lock_and_tune() -> None:
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
 
 
-def nearest(face: Face, *, assigned: bool, limit: int = NEIGHBOURS,
-            max_distance: float = JOIN_DISTANCE) -> list[tuple[Face, float]]:
-    """The faces closest to ``face`` (other photos only), with a person or without one,
-    within ``max_distance``, nearest first."""
+def nearest_query(face: Face, *, assigned: bool, limit: int = NEIGHBOURS):
+    """The ``limit`` faces nearest to ``face`` in other photos, with a person or without one
+    (then not locked), each with its ``distance``: an ``ORDER BY embedding <-> … LIMIT`` that the
+    HNSW index serves."""
     candidates = Face.objects.filter(embedding__isnull=False, person__isnull=not assigned).exclude(
         photo_id=face.photo_id)
     if not assigned:
         candidates = candidates.filter(locked=False)
-    rows = (candidates.annotate(distance=L2Distance("embedding", face.embedding))
+    return (candidates.annotate(distance=L2Distance("embedding", face.embedding))
             .order_by("distance").only("pk", "photo_id", "person_id", "locked")[:limit])
+
+
+def nearest(face: Face, *, assigned: bool, limit: int = NEIGHBOURS,
+            max_distance: float = JOIN_DISTANCE) -> list[tuple[Face, float]]:
+    """The faces of :func:`nearest_query` within ``max_distance``, nearest first."""
+    rows = nearest_query(face, assigned=assigned, limit=limit)
     return [(row, row.distance) for row in rows if row.distance <= max_distance]
 
 

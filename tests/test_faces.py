@@ -246,3 +246,18 @@ def test_every_face_of_a_small_group_photo_is_found_and_none_joins_another_of_th
     for face in faces:  # side by side in the middle of the picture, at head height
         assert 0.35 <= face.x <= 0.6 and 0.35 <= face.y <= 0.55 and face.w < 0.1
     assert {f.person_id for f in faces} == {None} and not Person.objects.exists()
+
+
+def test_nearest_face_lookups_are_served_by_the_hnsw_index(faces_on, library_dir):
+    from django.db import connection, transaction
+
+    library_dir.add(PORTRAIT)
+    [photo] = import_and_find_faces(library_dir)
+    face = Face.objects.get(photo=photo)
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            # A table this small would be scanned and sorted anyway: ask whether the index can serve it.
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_sort = off")
+        for assigned in (True, False):
+            assert "face_embedding_hnsw" in clustering.nearest_query(face, assigned=assigned).explain()
