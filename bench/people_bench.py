@@ -130,7 +130,7 @@ def main() -> None:
         movable = [pk for p in queue[2 * args.repeat + 4:] for pk in faces_of[p.pk][:1]]
 
         cases = [
-            (f"People page ({args.named} named + 300 largest groups)", lambda i: get("/people/")),
+            (f"People page ({args.named} named + the 120 largest groups)", lambda i: get("/people/")),
             (f"a person's page, the largest ({top.face_count:,} faces)", lambda i: get(f"/people/{top.pk}/")),
             (f"the queue's board, largest group ({queue[0].face_count} faces)",
              lambda i: get(f"/review/people/{queue[0].pk}/", **HTMX)),
