@@ -257,6 +257,20 @@ def test_each_family_mlx_vlm_supports_captions_a_real_photo_through_the_mlx_back
     assert isinstance(parsed.fields, dict)
 
 
+def test_a_photo_mlx_vlm_refuses_is_a_caption_error_naming_the_model(family_folder, mlx_vlm):
+    from PIL import Image
+
+    from tagging.vlm.base import CaptionError
+
+    folder = str(family_folder("qwen2_vl"))
+    strip = Image.new("RGB", (1000, 3), "gray")
+
+    with pytest.raises(CaptionError) as raised:
+        vlm.get_backend("mlx", folder).caption([CaptionRequest(image=strip, prompt="Caption?")])
+
+    assert folder in str(raised.value) and "aspect ratio" in str(raised.value)
+
+
 @pytest.mark.parametrize("name", NOT_MLX)
 def test_a_family_mlx_vlm_cannot_run_is_unavailable_naming_the_transformers_backend(name, family_folder, photos,
                                                                                     mlx_vlm):

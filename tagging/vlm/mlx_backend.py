@@ -169,8 +169,9 @@ class MlxBackend(CaptionBackend):
                     first_token = time.perf_counter() - started
                 pieces.append(result.text)
                 last = result
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise CaptionError(f"{self.model_id}: generation failed: {exc}", transient=False) from exc
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise CaptionError(f"{self.model_id}: generation failed: {type(exc).__name__}: {exc}",
+                               transient=False) from exc
         if last is None:
             raise CaptionError(f"{self.model_id}: mlx-vlm returned no result", transient=False)
         if last.token_ids is not None:
