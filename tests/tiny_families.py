@@ -3,9 +3,16 @@
 Each builder writes an ordinary ``save_pretrained`` folder — config, safetensors,
 a byte-level BPE tokenizer trained here (``tests.tiny_vlm.train_bpe``) carrying
 the family's own special tokens and chat template, and the family's own
-processor — for the real transformers architecture with two small layers.
-``TransformersBackend`` loads such a folder exactly as it loads a real
-checkpoint, and mlx-vlm loads the ones it supports.
+processor — for the real transformers architecture with two small layers,
+laid out as the hub's checkpoints are (``_hub_layout``: Qwen's flat configs,
+``vision_tower.vision_model.*`` keys, legacy ``rope_theta``), because that is what
+mlx-vlm reads. ``TransformersBackend`` loads such a folder exactly as it loads a
+real checkpoint, and mlx-vlm loads the ones it supports (``Family.mlx`` says why
+not for the others).
+
+Where random weights would make a family degenerate (tied embeddings repeating
+the last token, zero-initialised cross-attention gates ignoring the image,
+<loc> tokens crowding out text), the builder says what it changed and why.
 
 Random weights say nothing about content: tests built on these models assert
 structure, token counts and storage, never words. Never use them outside tests
