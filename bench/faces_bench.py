@@ -449,8 +449,8 @@ def cluster_in_database(chosen_faces) -> None:
         order = np.random.default_rng(3).permutation(len(rows))  # photos arrive in no particular order
         start = time.perf_counter()
         for i in order:
-            touched = clustering.assign([Face.objects.get(pk=rows[i].pk)])
-            Person.refresh(touched)
+            changes = clustering.assign([Face.objects.get(pk=rows[i].pk)])
+            Person.refresh(changes.persons)
         seconds = (time.perf_counter() - start) / len(rows)
         person_of = dict(Face.objects.values_list("pk", "person_id"))
         labels = [s.portrait.person for s, _ in chosen_faces]

@@ -24,13 +24,16 @@ person (the owner took it out) is nobody's neighbour to pull in.
 :func:`recluster` (``manage.py recluster_faces``) starts over: the faces of
 unnamed, visible persons are released and assigned again in the order they
 were found; named persons, hidden persons and locked faces stay as they are.
-Every change ends with ``Person.refresh`` of the persons it touched.
+Every change ends with ``Person.refresh`` of the persons it touched, and the photos whose
+faces changed person go to ``naming.PHOTOS_CHANGED`` (the tagging app rebuilds their search
+documents: names are searchable words).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from pgvector.django import L2Distance
@@ -78,8 +81,15 @@ def choose_person(neighbours: list[tuple[Face, float]]) -> int:
     return min(votes, key=lambda pk: (-len(votes[pk]), sum(votes[pk]) / len(votes[pk]), pk))
 
 
-def _assign_one(face: Face) -> set[int]:
-    touched: set[int] = set()
+@dataclass
+class Changes:
+    """What clustering changed: the persons to refresh and the photos whose faces moved."""
+
+    persons: set[int] = field(default_factory=set)
+    photos: set[int] = field(default_factory=set)
+
+
+def _assign_one(face: Face, changes: Changes) -> None:
     close = nearest(face, assigned=True)
     loose = nearest(face, assigned=False)
     if close:
@@ -87,20 +97,21 @@ def _assign_one(face: Face) -> set[int]:
     elif loose:
         person_id = Person.objects.create().pk
     else:
-        return touched
+        return
     ids = [face.pk] + [row.pk for row, _ in loose]
     Face.objects.filter(pk__in=ids, person__isnull=True, locked=False).update(person_id=person_id)
     face.person_id = person_id
-    touched.add(person_id)
-    return touched
+    changes.persons.add(person_id)
+    changes.photos.update([face.photo_id] + [row.photo_id for row, _ in loose])
 
 
-def assign(faces) -> set[int]:
+def assign(faces) -> Changes:
     """Give each of ``faces`` (without a person, with an embedding) a person by the rule above.
 
-    Returns the persons changed; the caller refreshes them (``Person.refresh``).
+    The caller refreshes ``persons`` (``Person.refresh``) and tells the photos' hooks
+    (``changed``).
     """
-    touched: set[int] = set()
+    changes = Changes()
     with transaction.atomic():
         _lock_and_tune()
         for face in sorted(faces, key=lambda f: f.pk):
@@ -109,8 +120,18 @@ def assign(faces) -> set[int]:
             # An earlier face of this call may have pulled this one into its person already.
             if Face.objects.filter(pk=face.pk, person__isnull=False).exists():
                 continue
-            touched |= _assign_one(face)
-    return touched
+            _assign_one(face, changes)
+    return changes
+
+
+def changed(photo_ids) -> None:
+    """Faces of these photos changed person: the hooks (search documents carry the names) run."""
+    from people import naming
+
+    photos = sorted({pk for pk in photo_ids if pk is not None})
+    if photos:
+        for hook in naming.PHOTOS_CHANGED:
+            hook(photos)
 
 
 def recluster() -> dict[str, int]:
@@ -123,8 +144,11 @@ def recluster() -> dict[str, int]:
         Person.refresh(old)
         waiting = list(Face.objects.filter(person__isnull=True, locked=False, embedding__isnull=False)
                        .only("pk", "photo_id", "embedding", "locked").order_by("pk"))
-        touched = assign(waiting)
-        Person.refresh(touched)
+        changes = assign(waiting)
+        Person.refresh(changes.persons)
+        # Unnamed persons give photos no words; only faces that joined a named one change a document.
+        changed(Face.objects.filter(pk__in=[f.pk for f in waiting]).exclude(person__name="")
+                .exclude(person__isnull=True).values_list("photo_id", flat=True))
         assigned = Face.objects.filter(pk__in=[f.pk for f in waiting], person__isnull=False).count()
     return {"released": count, "faces": len(waiting), "assigned": assigned,
             "persons": Person.objects.filter(face_count__gt=0).count()}

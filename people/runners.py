@@ -76,9 +76,10 @@ def _fill(row: Face, face: faces.FoundFace) -> None:
         row.detector = face.detector
 
 
-def save_faces(photo, found: list[faces.FoundFace]) -> set[int]:
+def save_faces(photo, found: list[faces.FoundFace]) -> clustering.Changes:
     """Make the photo's faces agree with ``found`` (see the module's docstring); returns the
-    persons whose faces changed."""
+    persons whose faces changed and the photos whose faces did (this one, and others whose
+    waiting faces clustering picked up)."""
     existing = list(Face.objects.filter(photo=photo))
     matched = match(found, existing)
     touched: set[int] = set()
@@ -94,8 +95,11 @@ def save_faces(photo, found: list[faces.FoundFace]) -> set[int]:
     touched.update(f.person_id for f in gone)
     Face.objects.filter(pk__in=[f.pk for f in gone]).delete()
     waiting = Face.objects.filter(photo=photo, person__isnull=True, locked=False, embedding__isnull=False)
-    touched |= clustering.assign(list(waiting))
-    return touched
+    changes = clustering.assign(list(waiting))
+    changes.persons |= touched
+    if found or existing:
+        changes.photos.add(photo.pk)
+    return changes
 
 
 def find_faces(batch) -> None:
@@ -111,8 +115,9 @@ def find_faces(batch) -> None:
         if photo.pk in batch.outcome:  # its image failed
             continue
         with batch.saving(photo):
-            touched = save_faces(photo, found)
-            Person.refresh(touched)
+            changes = save_faces(photo, found)
+            Person.refresh(changes.persons)
+            clustering.changed(changes.photos)  # their search documents: names, has:faces
 
 
 def register() -> None:

@@ -197,8 +197,12 @@ def test_a_new_face_joins_the_named_person_of_its_nearest_faces(faces_on, librar
 
     save_variant(face_photos["obama3"], library_dir.path / "later" / "obama3.jpg")
     import_and_find_faces(library_dir)
-    assert Face.objects.get(photo=by_file("later/obama3.jpg")).person_id == person.pk
+    later = by_file("later/obama3.jpg")
+    assert Face.objects.get(photo=later).person_id == person.pk
     assert Person.objects.get(pk=person.pk).face_count == 3
+    from tagging import search
+
+    assert later.pk in {pk for pk, _, _ in search.text_matches("Obama", limit=10)}, "its name is searchable"
 
 
 def test_recluster_keeps_named_persons_and_locked_faces(faces_on, library_dir, corpus, face_photos):
@@ -235,7 +239,7 @@ def test_nearest_faces_never_come_from_the_same_photo(faces_on, library_dir, cor
     face = Face.objects.get(photo=photo)
     twin = Face.objects.create(photo=photo, x=0.0, y=0.0, w=0.1, h=0.1, embedding=list(face.embedding))
     assert clustering.nearest(face, assigned=False) == []
-    assert clustering.assign([twin]) == set() and Face.objects.get(pk=twin.pk).person_id is None
+    assert clustering.assign([twin]).persons == set() and Face.objects.get(pk=twin.pk).person_id is None
 
 
 def test_every_face_of_a_small_group_photo_is_found_and_none_joins_another_of_the_same_photo(faces_on, library_dir):
