@@ -96,7 +96,10 @@ def _locked(*persons: Person) -> list[Person]:
     return [rows[p.pk] for p in persons]
 
 
-def _changed(person_ids: Iterable[int | None], photo_ids: Iterable[int]) -> None:
+def changed(person_ids: Iterable[int | None], photo_ids: Iterable[int]) -> None:
+    """Recount these persons and hand the photos to the ``PHOTOS_CHANGED`` hooks: the end of every
+    decision here, and for code that moves faces some other way (the admin; clustering, when a face
+    joins a named person, so that the name becomes searchable in that photo at once)."""
     Person.refresh(person_ids)
     photos = sorted(set(photo_ids))
     if photos:
@@ -129,7 +132,7 @@ def name(person: Person, text: object) -> Person:
     except IntegrityError:
         raise NamingError(f"“{new_name}” was just given to someone else; try again to merge.") from None
     Face.objects.filter(person=person, locked=False).update(locked=True)
-    _changed([person.pk], _photos_of(person))
+    changed([person.pk], _photos_of(person))
     return person
 
 
@@ -156,7 +159,7 @@ def _merge(source: Person, target: Person) -> Person:
     if kept_name:
         target.name = kept_name
         target.save(update_fields=["name", "updated_at"])
-    _changed([target.pk], photos)
+    changed([target.pk], photos)
     return Person.objects.get(pk=target.pk)
 
 
@@ -194,7 +197,7 @@ def move_faces(person: Person, face_ids: Iterable[object], to: Person | str | No
             raise NamingError("Those faces are already this person's.")
     photos = list(faces.values_list("photo_id", flat=True))
     moved = faces.update(person=target, locked=True)
-    _changed([person.pk, target.pk if target else None], photos)
+    changed([person.pk, target.pk if target else None], photos)
     return moved, target
 
 
@@ -204,7 +207,7 @@ def hide(person: Person, hidden: bool = True) -> Person:
     [person] = _locked(person)
     person.hidden = bool(hidden)
     person.save(update_fields=["hidden", "updated_at"])
-    _changed([person.pk], [])
+    changed([person.pk], [])
     return Person.objects.filter(pk=person.pk).first() or person
 
 

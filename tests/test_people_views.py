@@ -266,6 +266,16 @@ def test_the_admin_lists_and_edits_people_and_faces(client, django_user_model, p
     assert client.get("/admin/people/face/?q=ann").status_code == 200
     page = client.get(f"/admin/people/face/{one.pk}/change/").content.decode()
     assert 'name="locked"' in page and 'name="embedding"' not in page
+    assert 'name="name"' not in client.get(f"/admin/people/person/{ann.pk}/change/").content.decode()
+
+    # A face given to someone else in the admin is counted and searched like any other move.
+    bob = cluster(photos.cameraman, name="Bob")
+    response = client.post(f"/admin/people/face/{one.pk}/change/", {
+        "photo": one.photo_id, "person": bob.pk, "source": "detected", "x": 0.3, "y": 0.1, "w": 0.2, "h": 0.3,
+        "landmarks": "[]", "detector": "hog", "size": 100, "region_name": "", "locked": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Person.objects.get(pk=bob.pk).face_count == 2 and Person.objects.get(pk=ann.pk).face_count == 0
+    assert found("person:Bob") == {photos.astronaut.pk, photos.cameraman.pk} and not found("Ann")
 
 
 def test_name_completion_offers_existing_names_that_start_with_what_was_typed(viewer_client, photos):
