@@ -265,3 +265,21 @@ def test_nearest_face_lookups_are_served_by_the_hnsw_index(faces_on, library_dir
             cur.execute("SET LOCAL enable_sort = off")
         for assigned in (True, False):
             assert "face_embedding_hnsw" in clustering.nearest_query(face, assigned=assigned).explain()
+
+
+def test_a_photo_whose_image_is_gone_fails_alone_with_the_reason(faces_on, library_dir, settings):
+    from gallery.thumbnails import thumbnail_path
+
+    library_dir.add(PORTRAIT)
+    library_dir.add(NO_FACE)
+    library, _ = libraries.add_library(str(library_dir.path))
+    scans.import_library(library, sync=True)
+    gone = by_file(NO_FACE)
+    thumbnail_path(settings.THUMBNAIL_DIR, gone.content_hash, "viewer").unlink()
+    (library_dir.path / NO_FACE).unlink()
+    engine.ensure_rows()
+    engine.run_pending(runners.FACES)
+    states = dict(PhotoStage.objects.filter(stage=runners.FACES).values_list("photo_id", "state"))
+    assert states == {by_file(PORTRAIT).pk: "done", gone.pk: "failed"}
+    assert "no file of photo" in PhotoStage.objects.get(stage=runners.FACES, photo=gone).error
+    assert Face.objects.filter(photo=by_file(PORTRAIT)).count() == 1
