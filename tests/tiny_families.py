@@ -109,7 +109,9 @@ def _hub_layout(directory: Path, *, weights: dict[str, str] | None = None, confi
 
 def _ids(tokenizer, *tokens: str) -> list[int]:
     ids = tokenizer.convert_tokens_to_ids(list(tokens))
-    assert tokenizer.unk_token_id not in ids or tokenizer.unk_token_id is None, tokens
+    missing = [t for t, i in zip(tokens, ids) if i is None or (i == tokenizer.unk_token_id and t != tokenizer.unk_token)]
+    if missing:
+        raise ValueError(f"the tokenizer lacks {missing}")
     return ids
 
 
