@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from gallery.stages import StageUnavailable
+
 # The detector reads at most this much of a long edge by default (bench/ocr_bench.py).
 DEFAULT_DET_SIZE = 960
 DEFAULT_MIN_SCORE = 0.7
@@ -69,8 +71,13 @@ class Reader:
 
     def __init__(self, *, threads: int = 1, det_size: int = DEFAULT_DET_SIZE, min_score: float = DEFAULT_MIN_SCORE,
                  quick_size: int = 0, use_cls: bool = True) -> None:
-        from rapidocr_onnxruntime import RapidOCR
-
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as exc:  # the stage waits (a banner says why) instead of failing every photo
+            raise StageUnavailable(
+                f"Text in photos needs rapidocr-onnxruntime ({exc}): install requirements.txt, "
+                "or switch the stage off with SHOEBOX_OCR=false"
+            ) from exc
         if det_size < 64:
             raise ValueError(f"det_size must be at least 64 px, not {det_size}")
         self.det_size = det_size

@@ -6,6 +6,7 @@ other photo, and read through the engine; what they say is then found through th
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,18 @@ def test_the_boxes_of_the_text_lie_over_the_image_and_t_toggles_them(ocr_on, lib
     from django.db import connections
 
     connections.close_all()
+
+
+def test_without_the_ocr_package_the_stage_waits_as_unavailable(ocr_on, library_dir, corpus, monkeypatch):
+    draw_sign(corpus, library_dir.path / "bakery.jpg")
+    library, _ = libraries.add_library(str(library_dir.path))
+    scans.import_library(library, sync=True)
+    ocr_reader.load.cache_clear()
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # as if it were not installed
+    try:
+        result = engine.run_pending(OCR)
+    finally:
+        ocr_reader.load.cache_clear()
+    row = PhotoStage.objects.get(photo__files__relpath="bakery.jpg", stage=OCR)
+    assert result["unavailable"] == 1 and row.state == PhotoStage.State.UNAVAILABLE
+    assert "rapidocr-onnxruntime" in row.error and row.attempts == 0, "no attempt used"
