@@ -218,14 +218,17 @@ def allowance(spec: StageSpec) -> int:
 
     None while an earlier stage has work waiting (cheap work first, and a new
     import is never stuck behind a queue of slow captions); else what is left
-    of one batch in flight, and never more than ``spec.paced()`` (the rate).
+    of one batch in flight per worker process (an idle machine is used, but a
+    new import waits for at most those batches), and never more than
+    ``spec.paced()`` (the rate).
     """
     if spec.paced is None:
         return spec.batch_size()
     if not idle_before(spec):
         return 0
     in_flight = PhotoStage.objects.filter(stage=spec.name, state__in=[State.QUEUED, State.RUNNING]).count()
-    return max(0, min(max(1, spec.batch_size()) - in_flight, spec.paced()))
+    room = max(1, spec.batch_size()) * max(1, settings.Q_CLUSTER["workers"]) - in_flight
+    return max(0, min(room, spec.paced()))
 
 
 def enqueue(stage: str | StageSpec, photo_ids: Iterable[int] | None = None, *, asked: bool = False) -> set[int]:

@@ -72,8 +72,8 @@ class StageSpec:
     # A disabled stage is left out of every listing below, as if it were not registered.
     enabled: Callable[[], bool] = lambda: True
     # A background stage (the full caption) runs as the machine allows: never while an earlier stage
-    # has work waiting, one batch in flight at a time, and at most ``paced()`` more photos now (a
-    # rate setting). Work someone asks for (a photo opened, a retry) is queued regardless.
+    # has work waiting, one batch per worker process in flight, and at most ``paced()`` more photos now
+    # (a rate setting). Work someone asks for (a photo opened, a retry) is queued regardless.
     paced: Callable[[], int] | None = None
     # Readiness beyond ``needs``: narrows a queryset of this stage's PhotoStage rows to those that may
     # run now (a near-duplicate waits for its representative's description).

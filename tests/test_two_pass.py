@@ -151,12 +151,15 @@ def test_the_full_pass_waits_while_cheaper_work_is_waiting(photos, server, sent,
     PhotoStage.objects.filter(photo=photos[2], stage=runners.TAG_SCORE).update(state="queued")
     assert engine.enqueue(spec) == set(), "tag scores are on their way"
     PhotoStage.objects.filter(stage=runners.TAG_SCORE).update(state="done")
-    # Idle: one batch at a time (one photo per call with this server), and the near-duplicate waits for its
-    # representative.
+    # Idle: one batch per worker in flight (one photo per call with this server), and the near-duplicate waits
+    # for its representative.
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
     assert engine.enqueue(spec) == {photos[0].pk}
-    assert engine.enqueue(spec) == set(), "one batch in flight"
+    assert engine.enqueue(spec) == set(), "one batch in flight for the one worker"
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    assert engine.enqueue(spec) == {photos[2].pk}, "and one for a second worker"
     assert engine.has_work(), "the queued batch is work"
-    PhotoStage.objects.filter(photo=photos[0], stage=spec).update(state="done")
+    PhotoStage.objects.filter(photo__in=[photos[0], photos[2]], stage=spec).update(state="done")
     assert engine.enqueue(spec) == {photos[1].pk}, "its representative is described: the near-duplicate is ready"
 
 
