@@ -396,3 +396,12 @@ def test_complete_json_is_structured_exactly_when_it_yields_fields(obj):
 
 def test_time_of_day_choices_are_in_the_schema():
     assert SCHEMA["time_of_day"].choices == TIME_OF_DAY
+
+
+def test_a_first_pass_answer_is_missing_only_what_it_was_asked_for():
+    answer = '{"caption": "A dog on a beach.", "tags": ["dog", "beach"]}'
+    first = parse_caption(answer, asked=("caption", "tags"))
+    assert first.fields == {"caption": "A dog on a beach.", "tags": ["dog", "beach"]} and first.structured
+    assert not any(note.startswith("missing") for note in first.notes)
+    assert has_note(parse_caption('{"caption": "A dog."}', asked=("caption", "tags")), "missing: tags")
+    assert has_note(parse_caption(answer), "missing: description")
