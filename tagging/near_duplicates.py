@@ -102,10 +102,6 @@ def refresh_representatives(model_key: str) -> int:
     return len(undone)
 
 
-def representative_of(photo_id: int) -> int | None:
-    """The photo whose full description this near-duplicate reuses, or None (it is described itself)."""
-    return Representative.objects.filter(photo_id=photo_id).values_list("representative_id", flat=True).first()
-
 
 def groups(model_key: str) -> list[list[int]]:
     """Connected groups of near-duplicate photo ids, largest first."""

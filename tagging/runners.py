@@ -19,7 +19,6 @@ engine's (``gallery.engine``). A model whose weights are missing raises
 from __future__ import annotations
 
 import logging
-import time
 
 from django.conf import settings
 from django.db.models.signals import post_delete
