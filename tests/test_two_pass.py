@@ -115,6 +115,8 @@ def test_the_first_pass_is_short_and_search_and_review_work_from_it_while_the_fu
     assert set(PhotoTag.objects.filter(state="suggested").values_list("tag__path", flat=True)) == {"lighthouse", "shore"}
     html = viewer_client.get(f"/photos/{photos[2].pk}/").content.decode()
     assert 'data-pass="first"' in html and "First pass (one sentence and tags)" in html
+    assert "Full descriptions: on its way, since you opened this photo" in html
+    assert state(photos[2]) == "queued"
 
 
 def test_the_full_description_follows_and_replaces_the_first_pass_where_it_is_shown(photos, server, viewer_client):
