@@ -98,7 +98,9 @@ def test_naming_people_from_the_review_queue_with_the_keyboard(faces, live_serve
     page.keyboard.press("s")
     page.wait_for_url(f"**/review/people/{big.pk}/")
     expect(page.locator("#who")).to_have_attribute("data-person", str(big.pk))
+    expect(page.locator("#who-name")).to_be_focused()  # the board has settled: the field took the focus
     page.keyboard.press("Escape")
+    expect(page.locator("#who-name")).not_to_be_focused()
 
     # Walk to the wrong face and take it out: the board stays on this group.
     for _ in range(2):

@@ -199,9 +199,10 @@ def test_the_model_banner_says_what_is_wrong_in_its_first_line(client, library):
 
 def test_a_banner_for_a_stage_without_a_model_message_still_says_what_waits():
     assert headline(stages.get(CAPTION), "the caption server is down") == (
-        "Captions wait for something that is not available here; everything else keeps working."
+        f"{stages.get(CAPTION).title} wait for something that is not available here; everything else keeps working."
     )
     message = ModelUnavailable("qwen2.5vl:3b", "no OpenAI-compatible server answers at http://gpu:11434/v1").message
     assert headline(stages.get(CAPTION), message) == (
-        "The model qwen2.5vl:3b is not available here — captions wait; everything else keeps working."
+        f"The model qwen2.5vl:3b is not available here — {stages.get(CAPTION).title.lower()} wait; "
+        "everything else keeps working."
     )
