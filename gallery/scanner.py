@@ -45,6 +45,7 @@ class Outcome:
     IMPORTED = "imported"
     UNCHANGED = "unchanged"
     UPDATED = "updated"  # same path, new content: the photo keeps its identity
+    REREAD = "reread"  # same content, metadata read again on request (import_library --reread)
     MOVED = "moved"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"
@@ -85,6 +86,8 @@ class ScanReport:
         totals = {k: counts.get(k, 0) for k in (
             Outcome.IMPORTED, Outcome.UNCHANGED, Outcome.UPDATED, Outcome.MOVED,
             Outcome.DUPLICATE, Outcome.SKIPPED, Outcome.FAILED)}
+        if counts.get(Outcome.REREAD):
+            totals[Outcome.REREAD] = counts[Outcome.REREAD]
         totals["missing"] = len(self.missing)
         totals["ignored"] = self.ignored
         totals["files"] = len(self.files)
@@ -98,8 +101,8 @@ class ScanReport:
         return [f.photo_id for f in self.files if f.outcome == Outcome.UPDATED and f.photo_id]
 
     def changed_photo_ids(self) -> list[int]:
-        """Photos this scan added, updated or gave a new path."""
-        kinds = (Outcome.IMPORTED, Outcome.UPDATED, Outcome.MOVED, Outcome.DUPLICATE)
+        """Photos this scan added, updated, read again or gave a new path."""
+        kinds = (Outcome.IMPORTED, Outcome.UPDATED, Outcome.MOVED, Outcome.DUPLICATE, Outcome.REREAD)
         return sorted({f.photo_id for f in self.files if f.outcome in kinds and f.photo_id})
 
     def as_dict(self) -> dict:
@@ -327,10 +330,14 @@ class Scanner:
     """One scan of one library. ``run()`` returns a ScanReport."""
 
     def __init__(self, library: Library, *, progress: Callable[[int, int], None] | None = None,
-                 deadline: float | None = None, heartbeat: Callable[[], None] | None = None):
+                 deadline: float | None = None, heartbeat: Callable[[], None] | None = None,
+                 reread: bool = False):
         """``deadline`` (``time.monotonic()``): stop after the batch that passes it, leaving the
-        report incomplete; ``heartbeat()`` is called after every batch."""
+        report incomplete; ``heartbeat()`` is called after every batch. ``reread``: open every
+        file, unchanged ones too, and store their metadata again (after an upgrade that reads
+        more of it, or sidecars edited by another program: a sidecar's change alone is not seen)."""
         self.library = library
+        self.reread = reread
         self.root = library.root_bytes
         self.progress = progress
         self.deadline = deadline
@@ -357,7 +364,8 @@ class Scanner:
             sf = known.get(e.rel)
             if e.error:
                 self.report.files.append(FileResult(display_path(e.rel), Outcome.FAILED, e.error))
-            elif sf is not None and sf.size == e.size and sf.mtime_ns == e.mtime_ns and not sf.missing:
+            elif (sf is not None and sf.size == e.size and sf.mtime_ns == e.mtime_ns and not sf.missing
+                  and not (self.reread and sf.outcome == SourceFile.Outcome.PHOTO)):
                 unchanged_ids.append(sf.pk)
                 self.report.files.append(self._unchanged_result(sf))
             else:
@@ -437,9 +445,13 @@ class Scanner:
                 continue
             if photo is not None:
                 if known is not None and known.photo_id == photo.pk:
-                    # Touched (mtime changed) but the same content.
+                    # Touched (mtime changed) but the same content; or read again on request.
+                    outcome = Outcome.UNCHANGED
+                    if self.reread:
+                        self._reread(photo, r)
+                        outcome = Outcome.REREAD
                     self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
-                    self.report.files.append(FileResult(path, Outcome.UNCHANGED, photo_id=photo.pk))
+                    self.report.files.append(FileResult(path, outcome, photo_id=photo.pk))
                 elif self._take_over_vanished(photo, r.entry):
                     self.report.files.append(FileResult(path, Outcome.MOVED, photo_id=photo.pk))
                 else:
@@ -473,6 +485,15 @@ class Scanner:
                     self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
                     results[display_path(r.entry.rel)].photo_id = photo.pk
         self._flush_files()
+
+    def _reread(self, photo: Photo, r: _Read) -> None:
+        """Store what was read again from a file whose content did not change."""
+        fields = _photo_fields(r)
+        for name, value in fields.items():
+            setattr(photo, name, value)
+        if photo.latitude is not None:
+            self._geocode([photo])
+        photo.save()
 
     def _photo_to_update(self, known: SourceFile | None) -> Photo | None:
         """The photo a changed file should update in place, if any.

@@ -134,7 +134,7 @@ def scan_slice(library_id: int) -> dict:
     return report.totals
 
 
-def import_library(library: Library, *, progress=None, sync: bool = False) -> ScanReport:
+def import_library(library: Library, *, progress=None, sync: bool = False, reread: bool = False) -> ScanReport:
     """Scan ``library`` now, in this process (``manage.py import_library``).
 
     The stages are queued for the worker; with ``sync`` the thumbnails are
@@ -150,7 +150,7 @@ def import_library(library: Library, *, progress=None, sync: bool = False) -> Sc
                         scan_holder=holder, scan_lease_until=None, scan_progress={}):
         raise ScanBusy(f"“{library.name}” was just taken by another scan")
     try:
-        report = scanner.Scanner(library, progress=progress).run()
+        report = scanner.Scanner(library, progress=progress, reread=reread).run()
         after_scan(report, queue=not sync)
     except BaseException as exc:
         fail(library, _stopped(exc), holder=holder)

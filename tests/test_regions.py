@@ -209,6 +209,42 @@ def test_a_sidecar_gives_the_regions_and_wins_over_the_embedded_ones(library):
     assert_box(face.box, patch_box(path, "red"))
 
 
+def test_a_sidecar_edited_by_another_program_is_read_with_reread(library):
+    # A rescan decides by the photo's own size and time: a sidecar edited alone is not seen.
+    path = make_jpeg(Path(library.root) / "IMG_2.jpg")
+    import_all(library)
+    exiftool(mwg_regions([("Ann", stored_fractions(PATCH))]), str(path) + ".xmp")
+    assert scans.import_library(library).totals["unchanged"] == 1
+    assert not Face.objects.exists()
+
+    report = scans.import_library(library, reread=True)  # manage.py import_library --reread
+
+    assert report.totals["reread"] == 1
+    (photo,) = Photo.objects.all()
+    (face,) = file_faces(photo)
+    assert face.person.name == "Ann"
+    assert_box(face.box, patch_box(path, "red"))
+    assert scans.import_library(library, reread=True).totals["reread"] == 1
+    assert Face.objects.count() == 1, "reading again adds nothing twice"
+
+
+def test_photos_imported_before_regions_were_read_get_them_with_reread(library):
+    path = make_jpeg(Path(library.root) / "IMG_3.jpg", 6)
+    exiftool(mwg_regions([("Bob", stored_fractions(SECOND))]), str(path))
+    (photo,) = import_all(library)
+    # As an older Shoebox left it: no regions in the stored metadata, no faces.
+    Face.objects.all().delete()
+    Person.objects.all().delete()
+    photo.metadata = {k: v for k, v in photo.metadata.items() if k != "face_regions"}
+    photo.save()
+
+    scans.import_library(library, reread=True)
+
+    (face,) = file_faces(photo)
+    assert face.person.name == "Bob"
+    assert_box(face.box, patch_box(path, "blue"))
+
+
 def test_names_match_existing_persons_whatever_their_case(library):
     known = Person.objects.create(name="Ann Lee")
     path = make_jpeg(Path(library.root) / "a.jpg")

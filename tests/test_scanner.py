@@ -281,3 +281,28 @@ def test_a_sidecars_unbounded_description_is_stored_bounded(library_dir, tmp_pat
     photo = Photo.objects.get()
     assert 0 < len(photo.description) <= scanner.MAX_DESCRIPTION
     assert len(photo.keywords) == scanner.MAX_KEYWORDS
+
+
+def test_reread_stores_metadata_a_rescan_cannot_see_and_starts_no_stage_over(library_dir):
+    from tests.factories import make_jpeg
+
+    make_jpeg(library_dir.path / "harbour.jpg")
+    library, _ = scan(library_dir.path, sync=True)
+    photo = Photo.objects.get()
+    assert photo.stages.get(stage="thumbnail").state == "done"
+    (library_dir.path / "harbour.jpg.xmp").write_text(  # another program adds a sidecar
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        '<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dusk</rdf:li></rdf:Alt></dc:title>'
+        "<dc:subject><rdf:Bag><rdf:li>harbour</rdf:li></rdf:Bag></dc:subject>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>")
+    assert scans.import_library(library).totals["unchanged"] == 1
+    assert Photo.objects.get().title == ""
+
+    out = StringIO()
+    call_command("import_library", str(library_dir.path), "--reread", stdout=out)
+
+    assert "1 reread" in out.getvalue()
+    photo = Photo.objects.get()
+    assert (photo.title, photo.keywords) == ("Harbour at dusk", ["harbour"])
+    assert photo.stages.get(stage="thumbnail").state == "done", "the content did not change: nothing to redo"

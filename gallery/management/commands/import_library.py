@@ -17,6 +17,11 @@ class Command(BaseCommand):
             "--sync", action="store_true",
             help="Render thumbnails here and now instead of queueing them for the worker",
         )
+        parser.add_argument(
+            "--reread", action="store_true",
+            help="Read the metadata of every file again, unchanged ones too (after an upgrade that reads "
+                 "more, e.g. face regions; or sidecars edited by another program)",
+        )
 
     def handle(self, *args, **options):
         as_json = options["json"]
@@ -26,7 +31,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         progress = None if as_json or options["verbosity"] == 0 else ProgressBar(f"Scanning {library.name}")
         try:
-            report = scans.import_library(library, progress=progress, sync=options["sync"])
+            report = scans.import_library(library, progress=progress, sync=options["sync"],
+                                          reread=options["reread"])
         except (FileNotFoundError, scans.ScanBusy) as exc:
             raise CommandError(str(exc)) from None
         if as_json:
