@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from gallery import libraries, scans
 from gallery.models import SourceFile
 from people import naming
 from people.models import Face, Person
-from tests.conftest import require_tool
+from tests.conftest import headless_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 FILES = {"astronaut": "bundled_photo__astronaut_face.jpg", "cameraman": "bundled_photo__cameraman_gray.jpg",
@@ -19,22 +17,9 @@ FILES = {"astronaut": "bundled_photo__astronaut_face.jpg", "cameraman": "bundled
 
 @pytest.fixture
 def browser(live_server):
-    """Chromium, closed before the live server stops (its keep-alive connections hold database sessions)."""
-    chromium = require_tool("chromium", "chromium")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+    """Chromium, closed before the live server stops."""
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
-    from django.db import connections
-
-    connections.close_all()
 
 
 @pytest.fixture
@@ -148,6 +133,7 @@ def test_naming_people_from_the_review_queue_with_the_keyboard(faces, live_serve
     expect(box).to_have_count(1)
     expect(box).to_be_visible()
     assert box.inner_text() == "Annabel Lee"
+    page.locator("#photo").evaluate("img => img.decode()")  # measured once the photo has its size
     photo_box, face_box = page.locator("#photo").bounding_box(), box.bounding_box()
     assert abs(face_box["x"] - (photo_box["x"] + 0.3 * photo_box["width"])) < 3
     assert abs(face_box["width"] - 0.25 * photo_box["width"]) < 3

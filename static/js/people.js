@@ -70,9 +70,11 @@
   });
 
   // A new board (named, skipped, hidden, a face taken out): the name field again, unless focus is inside it.
-  document.addEventListener("htmx:afterSettle", () => {
+  // Not when the names for completion arrive: that request starts when the field takes focus, and its
+  // answer must not pull the focus back after Escape left the field.
+  document.addEventListener("htmx:afterSettle", (event) => {
     const who = board();
-    if (!who) return;
+    if (!who || (event.target && event.target.id === "people-names")) return;
     show();
     if (!who.contains(document.activeElement)) focusField();
   });
