@@ -7,6 +7,7 @@ missing tool is a failure, so nothing is skipped silently there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -42,6 +43,31 @@ def corpus() -> Path:
         pytest.skip(message)
     return CORPUS
 
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """Debian's Chromium driven by Playwright, closed on the way out (before the live server
+    stops: its keep-alive connections hold database sessions), then the connections Django
+    opened inside Playwright's event loop closed too."""
+    chromium = require_tool("chromium", "chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; Django must allow ORM calls beside it.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+    from django.db import connections
+
+    connections.close_all()
 
 # Worker and server processes the tests start inherit this: no faces or OCR stage there
 # either, unless a test's environment turns them on.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from gallery.models import Library
-from tests.conftest import require_tool
+from tests.conftest import headless_chromium
 from tests.factories import make_jpeg, make_photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,24 +15,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def browser(gallery, live_server):
-    """Chromium, closed before the live server stops (its keep-alive connections hold database sessions)."""
-    chromium = require_tool("chromium", "chromium")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop; Django must allow ORM calls beside it.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+    """Chromium, closed before the live server stops."""
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
-    # Playwright's greenlets carry their own context: close any connection opened inside it.
-    from django.db import connections
-
-    connections.close_all()
 
 
 @pytest.fixture

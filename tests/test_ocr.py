@@ -196,44 +196,31 @@ def test_the_lines_of_a_tilted_sign_read_top_line_first():
 @pytest.mark.django_db(transaction=True)
 def test_the_boxes_of_the_text_lie_over_the_image_and_t_toggles_them(ocr_on, library_dir, corpus, live_server,
                                                                      django_user_model):
-    import os
-
-    from tests.conftest import require_tool
-
-    chromium = require_tool("chromium", "chromium")
-    from playwright.sync_api import sync_playwright
+    from tests.conftest import headless_chromium
 
     import_and_read(library_dir, corpus)
     sign = Photo.objects.get(files__relpath="bakery.jpg")
     lines = PhotoText.objects.get(photo=sign).lines
     django_user_model.objects.create_user("owner", password="a-long-password-1", is_staff=True)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.goto(live_server.url + f"/photos/{sign.pk}/")
-            page.fill("input[name=username]", "owner")
-            page.fill("input[name=password]", "a-long-password-1")
-            page.click("button[type=submit]")
-            page.wait_for_selector("figure #text-layer:not([hidden])")
-            image = page.locator("img#photo").bounding_box()
-            layer = page.locator("#text-layer").bounding_box()
-            assert all(abs(image[k] - layer[k]) < 2 for k in ("x", "y", "width", "height")), (image, layer)
-            assert page.locator("#text-layer polygon").count() == len(lines)
-            # The first box sits where the first line was read: its fractions of the image on screen.
-            first = page.locator("#text-layer polygon").first.bounding_box()
-            xs = [x for x, _ in lines[0]["box"]]
-            assert abs(first["x"] - (image["x"] + min(xs) * image["width"])) < 4
-            page.keyboard.press("t")
-            assert page.locator("#text-layer").is_hidden()
-            page.click("#text-toggle")
-            assert page.locator("#text-layer").is_visible()
-        finally:
-            browser.close()
-    from django.db import connections
-
-    connections.close_all()
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(live_server.url + f"/photos/{sign.pk}/")
+        page.fill("input[name=username]", "owner")
+        page.fill("input[name=password]", "a-long-password-1")
+        page.click("button[type=submit]")
+        page.wait_for_selector("figure #text-layer:not([hidden])")
+        image = page.locator("img#photo").bounding_box()
+        layer = page.locator("#text-layer").bounding_box()
+        assert all(abs(image[k] - layer[k]) < 2 for k in ("x", "y", "width", "height")), (image, layer)
+        assert page.locator("#text-layer polygon").count() == len(lines)
+        # The first box sits where the first line was read: its fractions of the image on screen.
+        first = page.locator("#text-layer polygon").first.bounding_box()
+        xs = [x for x, _ in lines[0]["box"]]
+        assert abs(first["x"] - (image["x"] + min(xs) * image["width"])) < 4
+        page.keyboard.press("t")
+        assert page.locator("#text-layer").is_hidden()
+        page.click("#text-toggle")
+        assert page.locator("#text-layer").is_visible()
 
 
 def test_without_the_ocr_package_the_stage_waits_as_unavailable(ocr_on, library_dir, corpus, monkeypatch):
