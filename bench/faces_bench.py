@@ -62,6 +62,7 @@ from PIL import Image, ImageEnhance  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from measure import cpu_name  # noqa: E402
 CORPUS = ROOT.parent / "shared" / "corpus"
 WORK = Path(tempfile.gettempdir()) / "shoebox-faces-bench-v1"
 SCENE = (1600, 1200)
@@ -97,14 +98,7 @@ HOG_SETTINGS = [(800, 0), (800, 1), (1200, 1), (1600, 0)]
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import dlib
 
     return (f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, load {'%.2f %.2f %.2f' % os.getloadavg()}, "

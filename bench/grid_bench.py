@@ -13,26 +13,14 @@ Run: ``.venv/bin/python bench/grid_bench.py [--photos 100000] [--repeat 30]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_bench as sb  # noqa: E402  (names its bench database, SHOEBOX_DB_NAME)
 
 import benchdb  # noqa: E402
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    fn()  # warm
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    samples.sort()
-    return 1000 * statistics.median(samples), 1000 * samples[int(0.95 * (len(samples) - 1))]
+from measure import timed  # noqa: E402
 
 
 def main() -> None:

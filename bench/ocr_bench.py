@@ -50,6 +50,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from measure import cpu_name  # noqa: E402
 CORPUS = ROOT.parent / "shared" / "corpus"
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 SIZE = (1600, 1200)
@@ -255,14 +257,7 @@ def run(reader, texts: list[Sample], blanks: list[Sample], min_score: float) -> 
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import onnxruntime
 
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,19 +31,9 @@ sb.DB_NAME = "shoebox_people_bench"  # a database of its own (before Django read
 os.environ["SHOEBOX_DB_NAME"] = sb.DB_NAME
 
 import benchdb  # noqa: E402
+from measure import timed  # noqa: E402
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    fn(0)  # warm
-    samples = []
-    for i in range(1, repeat + 1):
-        t = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - t)
-    samples.sort()
-    return 1000 * statistics.median(samples), 1000 * samples[int(0.95 * (len(samples) - 1))]
 
 
 def load_people(conn, photos: int, n_persons: int, named: int, per_photo: float, seed: int = 9) -> tuple[int, float]:
@@ -155,14 +144,14 @@ def main() -> None:
         print(f"{'request':58} {'median ms':>10} {'p95 ms':>8}")
         results = {}
         for label, fn in cases:
-            med, p95 = timed(fn, args.repeat)
+            med, p95 = timed(fn, args.repeat, numbered=True)
             results[label] = med
             print(f"{label:58} {med:10.1f} {p95:8.1f}")
 
         board = cases[2]
         conn.execute("DROP INDEX person_listing")
         conn.execute("ANALYZE people_person")
-        med, p95 = timed(board[1], args.repeat)
+        med, p95 = timed(board[1], args.repeat, numbered=True)
         print(f"{'baseline: the board without the person_listing index':58} {med:10.1f} {p95:8.1f}")
         print(f"\nwithout index / with index: {med / results[board[0]]:.1f}x")
     finally:

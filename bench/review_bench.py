@@ -15,7 +15,6 @@ Run: ``.venv/bin/python bench/review_bench.py [--photos 100000] [--per-photo 10]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,19 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_bench as sb  # noqa: E402  (names its bench database, SHOEBOX_DB_NAME)
 
 import benchdb  # noqa: E402
+from measure import timed  # noqa: E402
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    fn()  # warm
-    samples = []
-    for i in range(repeat):
-        t = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - t)
-    samples.sort()
-    return 1000 * statistics.median(samples), 1000 * samples[int(0.95 * (len(samples) - 1))]
 
 
 def load_tags(conn, photos: int, per_photo: int, n_tags: int, seed: int = 5) -> tuple[int, float]:
@@ -135,13 +124,13 @@ def main() -> None:
         print(f"{'request':52} {'median ms':>10} {'p95 ms':>8}")
         results = {}
         for label, fn in cases:
-            med, p95 = timed(fn, args.repeat)
+            med, p95 = timed(fn, args.repeat, numbered=True)
             results[label] = med
             print(f"{label:52} {med:10.1f} {p95:8.1f}")
 
         conn.execute("DROP INDEX phototag_tag_state_score")
         conn.execute("ANALYZE tagging_phototag")
-        med, p95 = timed(lambda i=0: get(f"/review/tag/{big.pk}/", **HTMX), max(5, args.repeat // 4))
+        med, p95 = timed(lambda i=0: get(f"/review/tag/{big.pk}/", **HTMX), max(5, args.repeat // 4), numbered=True)
         indexed = results[cases[0][0]]
         print(f"{'baseline: largest board without the (tag, state, score) index':52} {med:10.1f} {p95:8.1f}")
         print(f"\nwithout index / with index: {med / indexed:.1f}x")

@@ -77,6 +77,7 @@ DB_NAME = "shoebox_search_bench"
 os.environ["SHOEBOX_DB_NAME"] = DB_NAME
 
 import benchdb  # noqa: E402  (bench/ is on sys.path when this file runs)
+from measure import cpu_name  # noqa: E402
 
 EF_SEARCH = (40, 64, 100, 200)
 ITERATIVE = ("off", "relaxed_order")
@@ -814,14 +815,7 @@ def print_endpoint(ep: dict, encoder: list[float] | None, threads: int | None) -
 
 
 def machine(conn) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = cpu or "unknown CPU"  # no /proc (not Linux): keep platform's name
+    cpu = cpu_name()
     mem = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
