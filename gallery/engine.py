@@ -633,13 +633,17 @@ def recent_failures(limit: int = 50):
 
 
 def has_work() -> bool:
-    """Whether anything is queued or running, or pending and ready to be queued (a paced stage's pending
-    work waits for its pace, so it does not count)."""
+    """Whether anything is queued or running, or pending and ready to be queued.
+
+    A paced stage's pending work counts only while its pace lets some of it
+    run now: work waiting for the next hour (or for someone to open the photo)
+    is not work the machine is doing.
+    """
     if PhotoStage.objects.filter(state__in=[State.QUEUED, State.RUNNING]).exists():
         return True
     return any(
         _ready(spec, PhotoStage.objects.filter(stage=spec.name, state=State.PENDING)).exists()
-        for spec in stages.ordered() if spec.paced is None
+        for spec in stages.ordered() if spec.paced is None or spec.paced() > 0
     )
 
 

@@ -113,6 +113,8 @@ def worker_env(tiny_clip, settings):
             SHOEBOX_FULL_CAPTIONS_PER_HOUR="0",
         )
         env.update({k: str(v) for k, v in overrides.items()})
+        # This process judges when the work is over (``settled``) by the workers' pace.
+        settings.FULL_CAPTIONS_PER_HOUR = int(env["SHOEBOX_FULL_CAPTIONS_PER_HOUR"])
         return env
 
     return make
@@ -147,7 +149,8 @@ def wait_for(condition, *, seconds: float, clusters=(), what: str = "") -> None:
 
 
 def settled() -> bool:
-    """Nothing queued or running, nothing ready and pending, nothing waiting as *unavailable*.
+    """Nothing queued or running, nothing ready and pending (full descriptions too, while their pace lets them
+    run), nothing waiting as *unavailable*.
 
     A loaded machine can make the fake server miss the backend's quick availability check: the
     batch then waits as unavailable (no attempt used) until the once-a-minute tick retries it.
