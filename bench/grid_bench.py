@@ -48,6 +48,18 @@ def main() -> None:
         year = deep.taken_at.year
         size = 60
 
+        in_folder = Photo.objects.in_folder(library.pk, top_folder).newest_first()[100]
+        sizes = {f: SourceFile.objects.count_under(library.pk, f, cap=10**9) for f in (top_folder, folder)}
+
+        def walked(filters):
+            """The grid page with the folder's photos found along the (taken_at, id) index: the plan before
+            small folders were sorted."""
+            before, browse.COLLECT_BELOW = browse.COLLECT_BELOW, 0
+            try:
+                return browse.grid_page(filters)
+            finally:
+                browse.COLLECT_BELOW = before
+
         cases = [
             ("first page", lambda: browse.grid_page(browse.GridFilters())),
             ("page at 90% depth, keyset cursor", lambda: browse.grid_page(browse.GridFilters(), cursor=cursor)),
@@ -57,6 +69,16 @@ def main() -> None:
              lambda: browse.grid_page(browse.GridFilters(library_id=library.pk), cursor=cursor)),
             (f"folder filter ({top_folder}/…)",
              lambda: browse.grid_page(browse.GridFilters(library_id=library.pk, folder=top_folder))),
+            (f"folder filter ({top_folder}/…), date-index walk (baseline)",
+             lambda: walked(browse.GridFilters(library_id=library.pk, folder=top_folder))),
+            (f"leaf folder ({folder})",
+             lambda: browse.grid_page(browse.GridFilters(library_id=library.pk, folder=folder))),
+            (f"leaf folder ({folder}), date-index walk (baseline)",
+             lambda: walked(browse.GridFilters(library_id=library.pk, folder=folder))),
+            ("photo page neighbours in a folder",
+             lambda: (browse.neighbour(in_folder, browse.GridFilters(library_id=library.pk, folder=top_folder), newer=True),
+                      browse.neighbour(in_folder, browse.GridFilters(library_id=library.pk, folder=top_folder),
+                                       newer=False))),
             (f"year filter ({year})", lambda: browse.grid_page(browse.GridFilters(year=year))),
             ("year list (loose index scan)", lambda: browse.years(browse.GridFilters())),
             ("photo page neighbours (newer + older)",
@@ -64,7 +86,8 @@ def main() -> None:
                       browse.neighbour(deep, browse.GridFilters(), newer=False))),
         ]
         print(f"machine: {sb.machine(conn)}")
-        print(f"{args.photos:,} photos, {size} per page, {args.repeat} repeats\n")
+        print(f"{args.photos:,} photos, {size} per page, {args.repeat} repeats; "
+              + ", ".join(f"folder {f!r} holds {n:,} files" for f, n in sizes.items()) + "\n")
         print(f"{'query':45} {'median ms':>10} {'p95 ms':>8}")
         results = {}
         for label, fn in cases:
@@ -74,6 +97,8 @@ def main() -> None:
         keyset = results["page at 90% depth, keyset cursor"]
         offset = results["page at 90% depth, OFFSET (baseline)"]
         print(f"\nOFFSET / keyset at 90% depth: {offset / keyset:.1f}x")
+        walk = results[f"folder filter ({top_folder}/…), date-index walk (baseline)"]
+        print(f"folder filter, date-index walk / sorted: {walk / results[f'folder filter ({top_folder}/…)']:.1f}x")
     finally:
         conn.close()
         if not args.keep:

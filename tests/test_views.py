@@ -106,6 +106,29 @@ def test_a_folder_filter_takes_the_folder_and_below_and_no_folder_that_only_star
     assert set(Photo.objects.in_folder(library.pk, "2019 old").values_list("pk", flat=True)) == {outside[0].pk}
 
 
+@pytest.mark.parametrize("collect_below", [1, 20_000], ids=["walks the date index", "sorts the folder"])
+def test_a_folder_pages_newest_first_whichever_plan_it_takes(library, collect_below, monkeypatch):
+    """A small folder's photos are sorted, a large one's found along the date index: same pages, same
+    neighbours (ties on the time broken by id)."""
+    monkeypatch.setattr(browse, "COLLECT_BELOW", collect_below)
+    base = datetime(2019, 6, 1, tzinfo=timezone.utc)
+    inside = [make_photo(library, f"2019/{i // 3}/p{i}.jpg", taken=base + timedelta(days=i // 2)) for i in range(11)]
+    make_photo(library, "2020/x.jpg", taken=base + timedelta(days=1))
+    filters = browse.GridFilters(library_id=library.pk, folder="2019")
+    assert filters.collect() == (collect_below > len(inside))
+    expected = sorted(inside, key=lambda p: (p.taken_at, p.pk), reverse=True)
+    seen, cursor = [], None
+    while True:
+        page = browse.grid_page(filters, cursor=cursor, size=4)
+        seen += page.photos
+        if not (cursor := page.next_cursor):
+            break
+    assert [p.pk for p in seen] == [p.pk for p in expected]
+    middle = expected[5]
+    assert browse.neighbour(middle, filters, newer=True).pk == expected[4].pk
+    assert browse.neighbour(middle, filters, newer=False).pk == expected[6].pk
+
+
 def test_a_malformed_filter_is_a_clear_400_not_a_500(viewer_client):
     response = viewer_client.get("/?year=nineteen")
     assert response.status_code == 400
