@@ -886,7 +886,7 @@ def main() -> None:
         build_s = time.perf_counter() - t
         size = conn.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass)), "
                             "pg_size_pretty(pg_total_relation_size('tagging_embedding'))", [index]).fetchone()
-        print(f"\nHNSW build (ensure_index, maintenance_work_mem {vectors.BUILD_MEMORY}): {build_s:.1f}s"
+        print(f"\nHNSW build (ensure_index, maintenance_work_mem {settings.HNSW_BUILD_MEMORY_MB} MB): {build_s:.1f}s"
               f"{'' if created else ' (already existed)'}; index {size[0]}, embedding table with indexes {size[1]}")
 
         # Sanity: Postgres' exact scan agrees with numpy.

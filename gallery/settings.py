@@ -278,6 +278,10 @@ CLIP_MODEL = envstr("SHOEBOX_CLIP_MODEL", "ViT-B-32:laion2b_s34b_b79k")
 CLIP_BATCH = envint("SHOEBOX_CLIP_BATCH", 16)
 # HNSW search breadth: recall@10 vs exact scan measured in bench/search_bench.py.
 HNSW_EF_SEARCH = envint("SHOEBOX_HNSW_EF_SEARCH", 100)
+# Memory for building an HNSW index (Postgres maintenance_work_mem, in MB). The graph of n photos'
+# 512-d embeddings needs about n × 1.3 kB; when it does not fit, the build goes on far more slowly
+# (bench/search_bench.py at 1,000,000 photos).
+HNSW_BUILD_MEMORY_MB = envint("SHOEBOX_HNSW_BUILD_MEMORY_MB", 1024)
 # Cosine distance under which two photos' embeddings count as near-duplicates.
 NEAR_DUPLICATE_DISTANCE = envfloat("SHOEBOX_NEAR_DUPLICATE_DISTANCE", 0.05)
 CAPTION_BACKEND = envstr("SHOEBOX_CAPTION_BACKEND", _default_caption_backend())

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.db import connection
-
-BUILD_MEMORY = "1GB"
 
 
 def as_array(vector):
@@ -51,7 +50,7 @@ def ensure_index(model_key: str, dim: int) -> bool:
         # Inside a transaction with deferred foreign-key checks still pending
         # (tests; a caller's atomic block) Postgres refuses CREATE INDEX: fire them first.
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cur.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        cur.execute(f"SET maintenance_work_mem = '{int(settings.HNSW_BUILD_MEMORY_MB)}MB'")
         try:
             cur.execute(
                 f"CREATE INDEX IF NOT EXISTS {name} ON tagging_embedding USING hnsw "
