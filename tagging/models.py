@@ -306,6 +306,27 @@ class TagDecision(models.Model):
         ]
 
 
+class TagCount(models.Model):
+    """How many photos each tag has in each state, kept by Postgres itself.
+
+    Statement-level triggers on ``tagging_phototag`` (migration 0007) add up
+    every insert, update and delete, bulk ones included, so the tag list and
+    the review inbox read a few hundred rows instead of counting a million
+    links on every page (bench/review_bench.py). Never written from Python.
+    """
+
+    tag = models.ForeignKey(Tag, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    state = models.CharField(max_length=10, choices=PhotoTag.State.choices)
+    n = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tag", "state"], name="tagcount_unique")]
+        indexes = [
+            # The review inbox: tags with the most suggestions waiting.
+            models.Index(fields=["state", "-n"], name="tagcount_state_n"),
+        ]
+
+
 class TagStats(models.Model):
     """How one tag's CLIP text embedding scores across the library (per CLIP model).
 

@@ -3,17 +3,17 @@
 *By tag*: "is this a dog?" — one tag's suggestions, least certain first, so
 that each decision teaches the most. *By photo*: one photo's pending tags.
 Every query here is served by an index on ``PhotoTag`` (tag, state, score)
-or (photo, state), so answers stay fast with a million suggestions
-(``bench/review_bench.py``).
+or (photo, state), or reads the per-tag counts Postgres keeps (``TagCount``),
+so answers stay fast with a million suggestions (``bench/review_bench.py``).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Exists, OuterRef
 
 from tagging import tags
-from tagging.models import LearnedTag, PhotoTag, Tag
+from tagging.models import LearnedTag, PhotoTag, Tag, TagCount
 
 State = PhotoTag.State
 PAGE = 48
@@ -21,23 +21,21 @@ PAGE = 48
 
 def tag_queue(limit: int = 200) -> list[dict]:
     """Tags with suggestions waiting, most waiting first: [{"tag", "pending"}]."""
-    rows = (PhotoTag.objects.filter(state=State.SUGGESTED).values("tag_id").annotate(n=Count("id"))
-            .order_by("-n", "tag_id")[:limit])
-    by_id = Tag.objects.in_bulk([r["tag_id"] for r in rows])
-    return [{"tag": by_id[r["tag_id"]], "pending": r["n"]} for r in rows if r["tag_id"] in by_id]
+    rows = TagCount.objects.filter(state=State.SUGGESTED).order_by("-n", "tag_id").values_list("tag_id", "n")[:limit]
+    rows = list(rows)
+    by_id = Tag.objects.in_bulk([tag_id for tag_id, _ in rows])
+    return [{"tag": by_id[tag_id], "pending": n} for tag_id, n in rows if tag_id in by_id]
 
 
 def counts_by_tag() -> dict[tuple[int, str], int]:
-    """{(tag id, state): photos} for every tag (the tag list): one index-only pass over all links."""
-    rows = PhotoTag.objects.values_list("tag_id", "state").annotate(n=Count("tag_id")).order_by()
-    return {(tag_id, state): n for tag_id, state, n in rows}
+    """{(tag id, state): photos} for every tag (the tag list), from the counts Postgres keeps."""
+    return {(tag_id, state): n for tag_id, state, n in TagCount.objects.values_list("tag_id", "state", "n")}
 
 
 def decided(tag: Tag) -> dict[str, int]:
-    """{state: photos} for one tag (an index-only scan of its rows)."""
-    rows = PhotoTag.objects.filter(tag=tag).values("state").annotate(n=Count("tag_id")).order_by()
+    """{state: photos} for one tag."""
     counts = {state: 0 for state in State.values}
-    counts.update({r["state"]: r["n"] for r in rows})
+    counts.update(TagCount.objects.filter(tag=tag).values_list("state", "n"))
     return counts
 
 
