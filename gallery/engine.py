@@ -612,14 +612,14 @@ def stage_counts() -> dict[str, dict[str, int]]:
 
 def unavailable() -> list[tuple[StageSpec, str]]:
     """(stage, message) for each stage that waits for something it needs (model weights, a server)."""
-    found = []
-    for spec in stages.ordered():
-        message = (
-            PhotoStage.objects.filter(stage=spec.name, state=State.UNAVAILABLE).values_list("error", flat=True).first()
-        )
-        if message:
-            found.append((spec, message))
-    return found
+    specs = stages.ordered()
+    if not specs:
+        return []
+    # One query (every page's banner asks): a one-row probe per stage, joined with UNION ALL.
+    probes = [PhotoStage.objects.filter(stage=spec.name, state=State.UNAVAILABLE).order_by("pk")
+              .values_list("stage", "error")[:1] for spec in specs]
+    messages = dict(probes[0].union(*probes[1:], all=True))
+    return [(spec, messages[spec.name]) for spec in specs if messages.get(spec.name)]
 
 
 def unavailable_messages() -> list[str]:
