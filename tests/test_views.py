@@ -127,6 +127,10 @@ def test_a_folder_pages_newest_first_whichever_plan_it_takes(library, collect_be
     middle = expected[5]
     assert browse.neighbour(middle, filters, newer=True).pk == expected[4].pk
     assert browse.neighbour(middle, filters, newer=False).pk == expected[6].pk
+    make_photo(library, "2019/old/y.jpg", taken=datetime(2011, 5, 1, tzinfo=timezone.utc))
+    make_photo(library, "2020/z.jpg", taken=datetime(2015, 5, 1, tzinfo=timezone.utc))
+    assert browse.years(filters) == [2019, 2011], "the year list follows the folder"
+    assert browse.years(browse.GridFilters()) == [2019, 2015, 2011]
 
 
 def test_a_malformed_filter_is_a_clear_400_not_a_500(viewer_client):
