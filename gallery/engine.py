@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 from django_q.exceptions import TimeoutException
@@ -89,21 +89,31 @@ def _spec(stage: str | StageSpec) -> StageSpec:
 # -- rows ----------------------------------------------------------------------------
 
 
+_ENSURE_ROWS_SQL = """
+INSERT INTO gallery_photostage (photo_id, stage, model, state, attempts, error, holder, updated_at)
+SELECT p.id, s.stage, s.model, %(pending)s, 0, '', '', now()
+FROM gallery_photo p CROSS JOIN unnest(%(stages)s::text[], %(models)s::text[]) AS s(stage, model)
+WHERE p.status = %(ok)s {only}
+  AND NOT EXISTS (SELECT 1 FROM gallery_photostage r WHERE r.photo_id = p.id AND r.stage = s.stage)
+ON CONFLICT (photo_id, stage) DO NOTHING
+"""
+
+
 def ensure_rows(photo_ids: Iterable[int] | None = None) -> int:
-    """Give every OK photo a pending row for every stage it lacks (with the stage's current model)."""
-    added = 0
+    """Give every OK photo a pending row for every stage it lacks (with the stage's current model).
+
+    One INSERT … SELECT for all stages: the rows are made in the database (a scan's new photos
+    need one per stage each; through the ORM they cost more than the scan's own writes).
+    """
+    specs = [spec for spec in stages.ordered() if not spec.on_demand]
     ids = None if photo_ids is None else list(photo_ids)
-    for spec in stages.ordered():
-        if spec.on_demand:
-            continue
-        photos = Photo.objects.filter(status=Photo.Status.OK).exclude(stages__stage=spec.name)
-        if ids is not None:
-            photos = photos.filter(pk__in=ids)
-        model = spec.model()
-        rows = [PhotoStage(photo_id=pk, stage=spec.name, model=model) for pk in photos.values_list("pk", flat=True)]
-        PhotoStage.objects.bulk_create(rows, ignore_conflicts=True)
-        added += len(rows)
-    return added
+    if not specs or ids == []:
+        return 0
+    sql = _ENSURE_ROWS_SQL.format(only="" if ids is None else "AND p.id = ANY(%(ids)s)")
+    with connection.cursor() as cur:
+        cur.execute(sql, {"pending": State.PENDING, "ok": Photo.Status.OK, "ids": ids,
+                          "stages": [spec.name for spec in specs], "models": [spec.model() for spec in specs]})
+        return cur.rowcount
 
 
 def follow_model_change(stage: str | StageSpec) -> int:

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone as djtz
 
-from gallery import imaging, metadata, places
+from gallery import imaging, metadata, pgcopy, places
 from gallery.models import Library, Photo, SourceFile
 from gallery.originals import inside_root
 
@@ -477,7 +477,7 @@ class Scanner:
 
         if new_photos:
             self._geocode(new_photos)
-            Photo.objects.bulk_create(new_photos)
+            pgcopy.insert(new_photos)
             results = {f.path: f for f in self.report.files[-len(reads):]}
             for r in reads:
                 if r.outcome in (Outcome.IMPORTED, Outcome.DUPLICATE):
@@ -557,7 +557,7 @@ class Scanner:
         self.known[entry.rel] = sf
 
     def _flush_files(self) -> None:
-        SourceFile.objects.bulk_create(self._new_files)
+        pgcopy.insert(self._new_files)
         self._new_files = []
 
     def _geocode(self, photos: list[Photo]) -> None:

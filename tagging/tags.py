@@ -197,11 +197,14 @@ def add_alias(tag: Tag, alias: str) -> TagAlias:
 
 
 def import_file_keywords(photo_ids: Iterable[int]) -> int:
-    """Keywords the files carry become accepted tags (hierarchy kept). Returns links made."""
-    made = 0
+    """Keywords the files carry become accepted tags (hierarchy kept). Returns links made.
+
+    A handful of queries for all the photos (a scan passes thousands), not a few for each.
+    """
     cache: dict[str, Tag] = {}
-    for pk, keywords in Photo.objects.filter(pk__in=list(photo_ids)).values_list("pk", "keywords"):
-        links = {}
+    links: dict[tuple[int, int], str] = {}  # (photo, tag) → the keyword as the file spells it
+    with_keywords = Photo.objects.filter(pk__in=list(photo_ids)).exclude(keywords=[])
+    for pk, keywords in with_keywords.values_list("pk", "keywords"):
         for keyword in keywords or []:
             parts = vocabulary.split_hierarchy(keyword)
             if not parts:
@@ -209,17 +212,18 @@ def import_file_keywords(photo_ids: Iterable[int]) -> int:
             key = "/".join(parts).casefold()
             if key not in cache:
                 cache[key] = for_path(parts)
-            tag = cache[key]
-            links.setdefault(tag.pk, keyword)
-        existing = set(PhotoTag.objects.filter(photo_id=pk, tag_id__in=list(links)).values_list("tag_id", flat=True))
-        # A suggestion the file now states becomes accepted; the owner's rejection stands.
-        PhotoTag.objects.filter(photo_id=pk, tag_id__in=list(links), state=State.SUGGESTED).update(
-            state=State.ACCEPTED, source=Source.FILE, decided_at=timezone.now())
-        new = [PhotoTag(photo_id=pk, tag_id=tag_id, source=Source.FILE, state=State.ACCEPTED, term=keyword[:200])
-               for tag_id, keyword in links.items() if tag_id not in existing]
-        PhotoTag.objects.bulk_create(new, ignore_conflicts=True)
-        made += len(new)
-    return made
+            links.setdefault((pk, cache[key].pk), keyword)
+    if not links:
+        return 0
+    near = PhotoTag.objects.filter(photo_id__in={p for p, _ in links}, tag_id__in={t for _, t in links})
+    existing = {(p, t): link for link, p, t in near.values_list("pk", "photo_id", "tag_id") if (p, t) in links}
+    # A suggestion the file now states becomes accepted; the owner's rejection stands.
+    PhotoTag.objects.filter(pk__in=list(existing.values()), state=State.SUGGESTED).update(
+        state=State.ACCEPTED, source=Source.FILE, decided_at=timezone.now())
+    new = [PhotoTag(photo_id=p, tag_id=t, source=Source.FILE, state=State.ACCEPTED, term=keyword[:200])
+           for (p, t), keyword in links.items() if (p, t) not in existing]
+    PhotoTag.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
 
 
 def suggest_from_caption(photo_id: int, terms: Iterable[str], *, model: str, prompt_version: str,

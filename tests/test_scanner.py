@@ -137,6 +137,60 @@ def test_identical_content_in_two_places_is_one_photo_with_two_paths(library_dir
     assert sorted(photo.files.values_list("relpath", flat=True)) == ["a/coffee.jpg", "b/copy of coffee.jpg"]
 
 
+def test_new_photos_and_files_are_stored_with_copy_exactly_as_inserts_store_them(library_dir, monkeypatch):
+    """The scan writes its new rows with COPY (gallery.pgcopy): every column as bulk_create would write it."""
+    library_dir.add("bundled_photo__coffee.jpg", as_="a/coffee.jpg")
+    library_dir.add("bundled_photo__coffee.jpg", as_="b/copy.jpg")  # the same content, in the same batch
+    keywords = library_dir.add("xmp_iptc__iptc_keywords_caption_city.jpg")  # title, keywords, metadata JSON
+    os.rename(keywords, os.path.join(os.fsencode(library_dir.path), b"a/caf\xe9 \xff.jpg"))
+    library_dir.add("gps__nikon_p6000_DSCN0010.jpg")  # geocoded
+    library_dir.add("bad__zero_bytes.jpg")
+    library_dir.add("bad__broken_header.png")
+    library, _ = libraries.add_library(str(library_dir.path))
+
+    def stored(report):
+        hashes = dict(Photo.objects.values_list("pk", "content_hash"))
+        for f in report.files:  # the report names the photo each file's row points to
+            sf = SourceFile.objects.get(relpath=f.path)
+            assert (sf.photo_id, sf.outcome != "photo") == (f.photo_id, f.outcome in ("skipped", "failed")), f
+        photos = {p.pop("content_hash"): p for p in Photo.objects.values()}
+        files = {bytes(f.pop("path_bytes")): f for f in SourceFile.objects.values()}
+        for p in photos.values():
+            assert p.pop("id") and p.pop("imported_at") and p.pop("updated_at")
+        for f in files.values():
+            assert f.pop("id") and f.pop("first_seen") and f.pop("last_seen")
+            f["photo_id"] = hashes.get(f["photo_id"])
+        return photos, files
+
+    def bulk_create(objs):
+        if objs:
+            type(objs[0]).objects.bulk_create(objs)
+
+    monkeypatch.setattr(scanner.pgcopy, "insert", bulk_create)
+    inserted = stored(scanner.Scanner(library).run())
+    SourceFile.objects.all().delete()
+    Photo.objects.all().delete()
+    monkeypatch.undo()
+    report = scanner.Scanner(library).run()
+    copied = stored(report)
+
+    assert copied == inserted
+    photos, files = copied
+    assert len(photos) == 3 and len(files) == 6
+    assert sorted(f.outcome for f in report.files) == ["duplicate", "failed", "imported", "imported", "imported",
+                                                       "skipped"]
+    coffee = files[b"a/coffee.jpg"]["photo_id"]
+    assert files[b"b/copy.jpg"]["photo_id"] == coffee
+    assert files[b"a/caf\xe9 \xff.jpg"]["relpath"] == "a/caf\\xe9 \\xff.jpg"
+    empty = files[b"bad__zero_bytes.jpg"]
+    assert (empty["outcome"], empty["reason"], empty["photo_id"], empty["missing"]) == (
+        "skipped", "empty file (0 bytes)", None, False)
+    keyworded = photos[files[b"a/caf\xe9 \xff.jpg"]["photo_id"]]
+    assert keyworded["keywords"] and keyworded["metadata"] and keyworded["title"]
+    assert photos[files[b"gps__nikon_p6000_DSCN0010.jpg"]["photo_id"]]["place_country"] == "Italy"
+    assert scanner.Scanner(library).run().totals["unchanged"] == 4, "a rescan finds every stored photo file again"
+
+
 def test_an_edited_file_updates_its_photo_in_place(library_dir, tmp_path):
     path = make_jpeg(library_dir.path / "edit.jpg", color=(10, 10, 10), taken="2020:01:02 03:04:05")
     library, first = scan(library_dir.path)

@@ -87,6 +87,21 @@ def test_file_keywords_never_overrule_the_owners_rejection(library):
     assert states(photo) == {"holiday": "rejected"}
 
 
+def test_file_keywords_accept_only_the_suggestions_each_file_states(library):
+    taken = datetime(2020, 1, 1, tzinfo=UTC)
+    stated = make_photo(library, "a.jpg", taken=taken, keywords=["dog", "Dog", "beach"])
+    other = make_photo(library, "b.jpg", taken=taken, keywords=["beach"])
+    bare = make_photo(library, "c.jpg", taken=taken)
+    for photo in (stated, other, bare):
+        tags.suggest_from_caption(photo.pk, ["dog"], model="m1", prompt_version="1")
+    assert tags.import_file_keywords([stated.pk, other.pk, bare.pk]) == 2, "beach twice; dog was suggested already"
+    assert states(stated) == {"dog": "accepted", "beach": "accepted"}
+    assert states(other) == {"dog": "suggested", "beach": "accepted"}, "another photo's file does not decide for it"
+    assert states(bare) == {"dog": "suggested"}
+    dog = PhotoTag.objects.get(photo=stated, tag__path="dog")
+    assert dog.source == "file" and dog.decided_at is not None
+
+
 def test_the_owner_adds_tags_by_name_path_or_alias(photos):
     cat = tags.for_path(["Animals", "Cat"])
     tags.add_alias(cat, "kitty")
