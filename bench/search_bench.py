@@ -699,7 +699,8 @@ def endpoint_bench(queries: Queries, exact: Exact, lib: Synthetic, model_key: st
             qs = Queries(queries.vectors, queries.scenes, [text + suffix for text in queries.texts])
             time_search(search_module.search, qs.head(3))  # warm-up
             times, phases, ids = time_search(search_module.search, qs)
-            where, params = search_module._filter_sql(parse_query(qs.texts[0]))
+            subquery = search_module._filter_subquery(parse_query(qs.texts[0]))
+            where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
             nearest = [[pk for pk, _ in search_module.nearest(model_key, dim, v, limit=k, where=where, params=params)]
                        for v in qs.vectors]
             out["passes"][label] = {
@@ -838,6 +839,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=0, help="clusters (default: photos / 100)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
     parser.add_argument("--no-encoder", action="store_true", help="skip the text encoder timing")
+    parser.add_argument("--endpoint-only", action="store_true",
+                        help="after the load and the index, time only search() (no recall sweeps, no encoder)")
     args = parser.parse_args()
     scenes = args.scenes or max(10, args.photos // 100)
 
@@ -895,6 +898,12 @@ def main() -> None:
         conn.execute("RESET ALL")
         agreement = exact.head(5).recall(check, 10).mean()
         print(f"exact scan in Postgres vs numpy, recall@10 on 5 queries: {agreement:.3f}")
+
+        if args.endpoint_only:
+            ep = endpoint_bench(queries, exact, lib, model_key, args.dim, index)
+            if ep is not None:
+                print_endpoint(ep, None, None)
+            return
 
         # 3. Unfiltered recall.
         rows = sweep(conn, exact, queries, model_key, args.dim, index)
