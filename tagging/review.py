@@ -17,6 +17,7 @@ from tagging.models import LearnedTag, PhotoTag, Tag, TagCount
 
 State = PhotoTag.State
 PAGE = 48
+TAG_PAGE = 200
 
 
 def tag_queue(limit: int = 200) -> list[dict]:
@@ -27,9 +28,18 @@ def tag_queue(limit: int = 200) -> list[dict]:
     return [{"tag": by_id[tag_id], "pending": n} for tag_id, n in rows if tag_id in by_id]
 
 
-def counts_by_tag() -> dict[tuple[int, str], int]:
-    """{(tag id, state): photos} for every tag (the tag list), from the counts Postgres keeps."""
-    return {(tag_id, state): n for tag_id, state, n in TagCount.objects.values_list("tag_id", "state", "n")}
+def tag_list_page(after: str = "", size: int | None = None) -> tuple[list[dict], str | None]:
+    """One page of the tag list, by path after ``after``: [{"tag", "count", "pending"}] and the path to
+    continue after (None on the last page). A library can hold thousands of tags: a page renders in
+    constant time (bench/review_bench.py)."""
+    size = size or TAG_PAGE
+    tags_here = list(Tag.objects.filter(path__gt=after).order_by("path")[: size + 1])
+    more = len(tags_here) > size
+    tags_here = tags_here[:size]
+    counts = {(t, s): n for t, s, n in TagCount.objects.filter(tag__in=tags_here).values_list("tag_id", "state", "n")}
+    rows = [{"tag": t, "count": counts.get((t.pk, State.ACCEPTED), 0), "pending": counts.get((t.pk, State.SUGGESTED), 0)}
+            for t in tags_here]
+    return rows, (tags_here[-1].path if more else None)
 
 
 def decided(tag: Tag) -> dict[str, int]:

@@ -51,11 +51,14 @@ def _ids(values) -> list[int]:
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def tag_list(request):
-    counts = review.counts_by_tag()  # one pass over the links for both columns
-    rows = [{"tag": t, "count": counts.get((t.pk, PhotoTag.State.ACCEPTED), 0),
-             "pending": counts.get((t.pk, PhotoTag.State.SUGGESTED), 0)} for t in Tag.objects.all()]
-    return render(request, "tagging/tags.html", {"rows": rows})
+    """Every tag by path, a page of ``review.TAG_PAGE`` at a time (htmx loads the next as it comes into view)."""
+    rows, after = review.tag_list_page(request.GET.get("after", ""))
+    context = {"rows": rows, "after": after}
+    if request.htmx and request.GET.get("after"):
+        return render(request, "tagging/tags.html#rows", context)
+    return render(request, "tagging/tags.html", context)
 
 
 @login_required

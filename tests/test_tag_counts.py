@@ -69,7 +69,20 @@ def test_the_tag_list_and_inbox_read_the_kept_counts(photos):
     PhotoTag.objects.bulk_create([PhotoTag(photo=p, tag=busy, source="caption") for p in photos]
                                  + [PhotoTag(photo=photos[0], tag=quiet, source="caption", state="accepted")])
     assert [(row["tag"], row["pending"]) for row in review.tag_queue()] == [(busy, 6)]
-    assert review.counts_by_tag() == {(busy.pk, "suggested"): 6, (quiet.pk, "accepted"): 1}
+    rows, after = review.tag_list_page()
+    assert [(r["tag"], r["count"], r["pending"]) for r in rows] == [(busy, 0, 6), (quiet, 1, 0)] and after is None
+
+
+def test_the_tag_list_pages_by_path(photos, viewer_client):
+    made = [tags.for_path([f"t{i:02d}"]) for i in range(5)]
+    PhotoTag.objects.create(photo=photos[0], tag=made[3], source="owner", state="accepted")
+    rows, after = review.tag_list_page(size=2)
+    assert [r["tag"] for r in rows] == made[:2] and after == "t01"
+    rows, after = review.tag_list_page(after, size=2)
+    assert [(r["tag"], r["count"]) for r in rows] == [(made[2], 0), (made[3], 1)] and after == "t03"
+    assert [r["tag"] for r in review.tag_list_page(after, size=2)[0]] == made[4:]
+    html = viewer_client.get("/tags/?after=t02", HTTP_HX_REQUEST="true").content.decode()
+    assert "<table" not in html and 'data-tag="t03"' in html and 'data-tag="t02"' not in html
 
 
 @pytest.mark.django_db(transaction=True)
