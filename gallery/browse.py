@@ -103,11 +103,18 @@ class GridPage:
     query: str
 
 
-def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | None = None, base=None) -> GridPage:
-    """One page of the grid; ``base`` narrows it first (a tag's photos, say: any Photo queryset)."""
+def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | None = None, base=None,
+              small_base=None) -> GridPage:
+    """One page of the grid; ``base`` narrows it first (a tag's photos, say: any Photo queryset).
+
+    ``small_base``: the same photos as ``base``, collected (``PhotoQuerySet.among``) when there are few:
+    the first page sorts them instead of walking the date index from the newest photo.
+    """
     size = size or settings.GALLERY_PAGE_SIZE
-    collect = base is None and not cursor and filters.collect()
-    if collect:  # a small folder's first page: its photos, each with a present file there, sorted
+    collect = not cursor and (small_base is not None if base is not None else filters.collect())
+    if collect and base is not None:
+        qs = filters.apply(small_base)
+    elif collect:  # a small folder's first page: its photos, each with a present file there, sorted
         qs = GridFilters(year=filters.year).apply(
             Photo.objects.filter(status=Photo.Status.OK).in_folder(filters.library_id, filters.folder, collect=True)
         )

@@ -73,13 +73,19 @@ class PhotoQuerySet(models.QuerySet):
         of the library (for ``newest_first(collect=True)`` on a small folder).
         """
         if collect:
-            files = SourceFile.objects.filter(library_id=library_id, missing=False).under(folder)
-            sql, params = files.values("photo_id").query.sql_with_params()
-            return self.filter(pk__in=RawSQL(f"SELECT unnest(ARRAY({sql}))", params))
+            return self.among(SourceFile.objects.filter(library_id=library_id, missing=False).under(folder)
+                              .values("photo_id"))
         files = SourceFile.objects.filter(photo=models.OuterRef("pk"), library_id=library_id, missing=False)
         if folder:
             files = files.under(folder)
         return self.filter(models.Exists(files))
+
+    def among(self, ids):
+        """Photos whose id ``ids`` (a one-column queryset) selects, collected first and handed to Postgres
+        as an array, which it cannot turn back into a join: one primary-key probe per id, whatever the
+        size of the library. For a small set sorted by ``newest_first(collect=True)``."""
+        sql, params = ids.query.sql_with_params()
+        return self.filter(pk__in=RawSQL(f"SELECT unnest(ARRAY({sql}))", params))
 
     def in_year(self, year: int):
         # A range, not __year, so the (taken_at, id) index serves it.

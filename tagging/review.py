@@ -10,7 +10,7 @@ so answers stay fast with a million suggestions (``bench/review_bench.py``).
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
 
 from tagging import tags
 from tagging.models import LearnedTag, PhotoTag, Tag, TagCount
@@ -40,6 +40,11 @@ def tag_list_page(after: str = "", size: int | None = None) -> tuple[list[dict],
     rows = [{"tag": t, "count": counts.get((t.pk, State.ACCEPTED), 0), "pending": counts.get((t.pk, State.SUGGESTED), 0)}
             for t in tags_here]
     return rows, (tags_here[-1].path if more else None)
+
+
+def photos_with(tag: Tag) -> int:
+    """Accepted links of the tag and the tags below it (an upper bound on its photos), from the kept counts."""
+    return TagCount.objects.filter(tag__in=tags.subtree(tag), state=State.ACCEPTED).aggregate(n=Sum("n"))["n"] or 0
 
 
 def decided(tag: Tag) -> dict[str, int]:

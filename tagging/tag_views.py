@@ -66,10 +66,13 @@ def tag_list(request):
 @vary_on_headers("HX-Request")
 def tag_detail(request, path: str):
     tag = get_object_or_404(Tag, path__iexact=path.strip("/"))
-    tagged = Photo.objects.visible().filter(Exists(PhotoTag.objects.filter(
-        photo=OuterRef("pk"), state=PhotoTag.State.ACCEPTED, tag__in=tags.subtree(tag))))
+    links = PhotoTag.objects.filter(state=PhotoTag.State.ACCEPTED, tag__in=tags.subtree(tag))
+    tagged = Photo.objects.visible().filter(Exists(links.filter(photo=OuterRef("pk"))))
+    small = None
+    if review.photos_with(tag) < browse.COLLECT_BELOW:  # a rare tag: sort its photos, don't walk the library
+        small = Photo.objects.visible().among(links.values("photo_id"))
     try:
-        page = browse.grid_page(browse.GridFilters(), cursor=request.GET.get("after"), base=tagged)
+        page = browse.grid_page(browse.GridFilters(), cursor=request.GET.get("after"), base=tagged, small_base=small)
     except ValueError as exc:
         return HttpResponse(str(exc), status=400)
     more_url = reverse("tag_detail", args=[tag.path])

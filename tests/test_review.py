@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.test import Client
 
 from tagging import tags
+from gallery.models import Photo
 from tagging.models import PhotoTag, Tag
 from tests.factories import make_photo
 
@@ -206,3 +207,23 @@ def test_exports_asked_for_in_the_ui_are_previewed_or_handed_to_the_worker(staff
     assert (tmp_path / "lib" / "e0.xmp").exists() and (tmp_path / "lib" / "e1.xmp").exists()
     assert not (tmp_path / "lib" / "e2.xmp").exists(), "a photo with nothing to say gets no empty sidecar"
     assert engine.stage_counts()["export"]["done"] == 3, "the jobs page counts it like any stage"
+
+
+@pytest.mark.parametrize("collect_below", [0, 20_000], ids=["walks the date index", "sorts the tag's photos"])
+def test_a_tag_page_shows_the_same_photos_whichever_plan_it_takes(viewer_client, library, collect_below, monkeypatch):
+    from gallery import browse
+
+    monkeypatch.setattr(browse, "COLLECT_BELOW", collect_below)
+    monkeypatch.setattr("django.conf.settings.GALLERY_PAGE_SIZE", 3)
+    base = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    tagged = [make_photo(library, f"r{i}.jpg", taken=base + timedelta(days=i // 2), keywords=["Places|Rome"])
+              for i in range(7)]
+    make_photo(library, "other.jpg", taken=base + timedelta(days=30), keywords=["Places|Paris"])
+    tags.import_file_keywords([p.pk for p in Photo.objects.all()])
+    expected = [p.pk for p in sorted(tagged, key=lambda p: (p.taken_at, p.pk), reverse=True)]
+    html = viewer_client.get("/tags/Places/Rome/").content.decode()
+    seen = [int(x) for x in re.findall(r'data-photo="(\d+)"', html)]
+    while (more := re.search(r'hx-get="([^"]*after=[^"]*)"', html)):
+        html = viewer_client.get(more.group(1).replace("&amp;", "&"), HTTP_HX_REQUEST="true").content.decode()
+        seen += [int(x) for x in re.findall(r'data-photo="(\d+)"', html)]
+    assert seen == expected
