@@ -366,6 +366,9 @@ SCAN_SLICE_SECONDS = envint("SHOEBOX_SCAN_SLICE", max(5, Q_CLUSTER["timeout"] //
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 WORKER_THREADS = envint("SHOEBOX_WORKER_THREADS", max(1, (os.cpu_count() or 1) // max(1, Q_CLUSTER["workers"])))
 os.environ.setdefault("OMP_NUM_THREADS", str(WORKER_THREADS))
+# Torch threads in each web process (the search box's text encoder): requests already run side by side,
+# and a second thread saved 7 ms of a 127 ms ViT-B-32 encode for 51 ms more CPU (bench/load_bench.py).
+WEB_TORCH_THREADS = envint("SHOEBOX_WEB_TORCH_THREADS", 1)
 # Text in photos (the OCR stage, SHOEBOX_OCR): onnxruntime threads per worker process, the long
 # edge in px the text detector reads the viewer thumbnail at, and the lowest recognition score kept
 # (bench/ocr_bench.py measured both).

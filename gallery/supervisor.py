@@ -59,6 +59,16 @@ def commands(bind: str, web_workers: int) -> dict[str, list[str]]:
     }
 
 
+def child_env(name: str) -> dict[str, str]:
+    """The environment of the ``web`` or ``worker`` child: idle OpenMP threads sleep, and torch gets
+    the worker's threads there, one thread in each web process (``SHOEBOX_WEB_TORCH_THREADS``)."""
+    threads = str(settings.WEB_TORCH_THREADS if name == "web" else settings.WORKER_THREADS)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=threads)
+    if name == "web":
+        env["SHOEBOX_WORKER_THREADS"] = threads  # what tagging.clip gives torch when it loads a model
+    return env
+
+
 def _die_with_parent(parent: int):
     """A ``preexec_fn`` that makes the child get SIGTERM when ``parent`` dies (Linux only).
 
@@ -193,11 +203,10 @@ def _supervise(bind: str, web_workers: int, run_file: Path, out) -> int:
     signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(settings.WORKER_THREADS))
         for name, cmd in commands(bind, web_workers).items():
             # Own sessions: Ctrl-C reaches us, and we stop children in order.
             children[name] = subprocess.Popen(
-                cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+                cmd, env=child_env(name), start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
             )
             state["children"][name] = _describe(children[name], cmd)
             _write_run_file(run_file, state)

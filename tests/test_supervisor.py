@@ -240,3 +240,11 @@ def test_after_the_postmaster_itself_is_killed_serve_restarts_the_database_and_n
     second.send_signal(signal.SIGINT)
     second.wait(timeout=40)
     assert second.returncode == 0
+
+
+def test_web_processes_give_torch_one_thread_and_the_worker_its_share(settings):
+    """Web requests run side by side: the text encoder in each gets one thread, not every core."""
+    settings.WEB_TORCH_THREADS, settings.WORKER_THREADS = 1, 2
+    web, worker = supervisor.child_env("web"), supervisor.child_env("worker")
+    assert (web["OMP_NUM_THREADS"], web["SHOEBOX_WORKER_THREADS"]) == ("1", "1")
+    assert worker["OMP_NUM_THREADS"] == "2" and worker["OMP_WAIT_POLICY"] == web["OMP_WAIT_POLICY"] == "PASSIVE"
