@@ -111,15 +111,14 @@ def grid_page(filters: GridFilters, *, cursor: str | None = None, size: int | No
     the first page sorts them instead of walking the date index from the newest photo.
     """
     size = size or settings.GALLERY_PAGE_SIZE
-    collect = not cursor and (small_base is not None if base is not None else filters.collect())
-    if collect and base is not None:
-        qs = filters.apply(small_base)
-    elif collect:  # a small folder's first page: its photos, each with a present file there, sorted
-        qs = GridFilters(year=filters.year).apply(
-            Photo.objects.filter(status=Photo.Status.OK).in_folder(filters.library_id, filters.folder, collect=True)
-        )
-    else:
-        qs = filters.apply(Photo.objects.visible() if base is None else base)
+    narrowing = filters
+    if base is None and not cursor and filters.collect():
+        # A small folder: its photos with a file present there (so visible, and in the folder), collected.
+        small_base = Photo.objects.filter(status=Photo.Status.OK).in_folder(
+            filters.library_id, filters.folder, collect=True)
+        narrowing = GridFilters(year=filters.year)
+    collect = small_base is not None and not cursor
+    qs = narrowing.apply(small_base if collect else Photo.objects.visible() if base is None else base)
     if cursor:
         taken_at, pk = decode_cursor(cursor)
         qs = qs.before(taken_at, pk)

@@ -9,7 +9,6 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Collate
-from django.urls import reverse
 from django.utils import timezone as djtz
 
 from gallery.metadata import TakenFrom, format_offset, offset_delta, time_zone
@@ -197,14 +196,6 @@ class Photo(models.Model):
     def __str__(self) -> str:
         return f"Photo {self.pk} ({self.content_hash[:10]})"
 
-
-    def get_absolute_url(self) -> str:
-        return reverse("photo_detail", args=[self.pk])
-
-    @property
-    def grid_thumbnail_url(self) -> str:
-        """The grid tile's image (``reverse`` here: the tile partial runs once per photo of a page)."""
-        return reverse("thumbnail", args=[self.content_hash, "grid"])
     @property
     def local_taken_at(self):
         """Capture time as the camera's wall clock: in its time zone when known, else in its

@@ -25,7 +25,8 @@ _SLOT = 987_654_321  # a value no route puts in a URL by itself: where a photo's
 
 @lru_cache(maxsize=64)
 def _url_pattern(name: str, prefix: str, *args) -> str:
-    """``reverse(name, args)`` once, with ``_SLOT`` where the per-photo argument goes."""
+    """``reverse(name, args)`` once per script prefix (the cache key; ``reverse`` reads it itself), with
+    ``_SLOT`` where the per-photo argument goes."""
     return reverse(name, args=args).replace(str(_SLOT), "{}")
 
 
