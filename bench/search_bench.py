@@ -754,36 +754,59 @@ def vector_plan(search_module, text: str, vector: np.ndarray) -> list[str]:
     return [line if len(line) <= 110 else line[:107] + "..." for line in lines]
 
 
-def text_encoder_bench(texts: list[str]) -> tuple[list[float], int]:
-    """Per-query seconds of tokenising + ``encode_text`` (ViT-B-32, random weights, batch 1)."""
+def text_encoder_bench(texts: list[str]) -> tuple[dict[str, list[float]], int]:
+    """Per-query seconds of tokenising + encoding (ViT-B-32, random weights, batch 1, web threads).
+
+    Two ways in the same process: open_clip's ``encode_text`` over the whole
+    77-token context (the baseline), and Shoebox's ``clip.encode_text``, which
+    stops after the query's end-of-text token. Returns ``{way: times}`` and
+    torch's thread count.
+    """
     import open_clip
     import torch
+    from django.conf import settings
 
+    from tagging import clip
+
+    torch.set_num_threads(settings.WEB_TORCH_THREADS)  # as in a web process, where queries are encoded
     model = open_clip.create_model("ViT-B-32", pretrained=None)
     model.eval()
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    times = []
+    ways = {
+        "open_clip encode_text (77 tokens)": lambda tokens: model.encode_text(tokens, normalize=True),
+        "Shoebox clip.encode_text (up to end of text)": lambda tokens: clip.encode_text(model, tokens),
+    }
+    times: dict[str, list[float]] = {way: [] for way in ways}
     with torch.inference_mode():
-        for text in texts[:3]:  # warm-up
-            model.encode_text(tokenizer([text]))
-        for text in texts:
-            t = time.perf_counter()
-            feats = model.encode_text(tokenizer([text]))
-            feats = feats / feats.norm(dim=-1, keepdim=True)
-            feats.numpy()
-            times.append(time.perf_counter() - t)
+        for encode in ways.values():
+            for text in texts[:3]:  # warm-up
+                encode(tokenizer([text]))
+        for text in texts:  # interleaved, so both ways see the same machine
+            for way, encode in ways.items():
+                t = time.perf_counter()
+                encode(tokenizer([text])).numpy()
+                times[way].append(time.perf_counter() - t)
     return times, torch.get_num_threads()
 
 
-def print_endpoint(ep: dict, encoder: list[float] | None, threads: int | None) -> None:
+def print_encoder(encoder: dict[str, list[float]], threads: int) -> list[float]:
+    """The text encoder lines (each way, and the ratio to the first); returns Shoebox's times."""
+    ways = list(encoder)
+    base_median = ms_stats(encoder[ways[0]])[0]
+    for way in ways:
+        tm, tp = ms_stats(encoder[way])
+        print(f"  text encoder ViT-B-32, random weights, batch 1, {threads} threads, {way}: "
+              f"median {tm:.1f} ms, p95 {tp:.1f} ms ({base_median / tm:.2f}× the first)")
+    return encoder[ways[-1]]
+
+
+def print_endpoint(ep: dict, encoder: dict[str, list[float]] | None, threads: int | None) -> None:
     """The endpoint table: server time per pass, its phases, the exact-scan search, the text encoder."""
     print(f"\nendpoint: tagging.search.search(q, text_vector=v), ef_search={ep['ef_search']} "
           f"(settings.HNSW_EF_SEARCH), {ep['candidates']} candidates per retrieval")
     print(f"  first search (cold: samples the background distribution): {1000 * ep['cold_s']:.0f} ms")
     if encoder:
-        tm, tp = ms_stats(encoder)
-        print(f"  text encoder ViT-B-32, random weights, batch 1, {threads} threads: "
-              f"median {tm:.1f} ms, p95 {tp:.1f} ms")
+        encoder = print_encoder(encoder, threads)
     for label, p in ep["passes"].items():
         n = len(p["hnsw"])
         print(f"\n  {label}: {n} queries, {p['results']:.1f} results per query")
@@ -839,6 +862,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=0, help="clusters (default: photos / 100)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_NAME} database")
     parser.add_argument("--no-encoder", action="store_true", help="skip the text encoder timing")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="time only the text encoder (no database): open_clip's way against Shoebox's")
     parser.add_argument("--endpoint-only", action="store_true",
                         help="after the load and the index, time only search() (no recall sweeps, no encoder)")
     args = parser.parse_args()
@@ -847,6 +872,13 @@ def main() -> None:
     t = time.perf_counter()
     lib = make_library(args.photos, args.dim, scenes)
     queries = make_queries(lib, args.queries)
+    if args.encoder_only:
+        import django
+
+        django.setup()
+        print(f"{args.queries} query texts, e.g. {queries.texts[0]!r}")
+        print_encoder(*text_encoder_bench(queries.texts))
+        return
     exact = Exact(lib, queries)
     stats = cosine_stats(lib, np.random.default_rng(5))
     print(f"generated {args.photos:,} photos × {args.dim}-d in {scenes:,} scenes and {args.queries} queries "

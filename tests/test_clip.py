@@ -500,6 +500,38 @@ def test_texts_embed_to_unit_vectors(tiny):
     np.testing.assert_allclose(model.embed_texts(["a cat", "a dog"], batch_size=1), vectors[:2], atol=1e-5)
 
 
+
+def test_texts_are_encoded_only_up_to_their_end_and_match_the_full_context(tiny):
+    """Shoebox stops the causal text tower after the longest text's end token; the vectors are open_clip's."""
+    import torch
+
+    model = clip.load(tiny["dir"])
+    tokenizer = model._tokenizer
+    texts = ["a cat", "a red bicycle leaning on a wall by the sea at dusk", "", "x " * 200]
+    tokens = tokenizer(texts)
+    with torch.inference_mode():
+        full = model.torch_model.encode_text(tokens, normalize=True).numpy()
+        trimmed = clip.encode_text(model.torch_model, tokens).numpy()
+        alone = np.concatenate([clip.encode_text(model.torch_model, tokenizer([t])).numpy() for t in texts])
+    assert clip._trims_text(model.torch_model)
+    np.testing.assert_allclose(trimmed, full, atol=1e-5)
+    np.testing.assert_allclose(alone, full, atol=1e-5)
+
+
+def test_a_text_tower_that_is_not_causal_is_encoded_whole(tiny, monkeypatch):
+    model = clip.load(tiny["dir"])
+    monkeypatch.setattr(model.torch_model, "attn_mask", None)  # bidirectional: padding would count
+    assert not clip._trims_text(model.torch_model)
+    calls = []
+    real = model.torch_model.encode_text
+    monkeypatch.setattr(model.torch_model, "encode_text", lambda t, normalize: calls.append(t.shape) or real(t, normalize))
+    model.embed_texts(["a cat"])
+    assert calls and calls[0][-1] == tokenizer_context(model)
+
+
+def tokenizer_context(model) -> int:
+    return int(model._tokenizer(["a"]).shape[-1])
+
 def test_empty_inputs_give_empty_arrays(tiny):
     model = clip.load(tiny["dir"])
     assert model.embed_images([]).shape == (0, model.dim)
