@@ -280,10 +280,16 @@ def photo_opened(photo_id: int) -> list[tuple[StageSpec, str]]:
     opened = []
     for spec in stages.ordered():
         if spec.on_open is not None:
-            enqueue(spec, spec.on_open([photo_id]), asked=True)
-            state = PhotoStage.objects.filter(photo_id=photo_id, stage=spec.name).values_list("state", flat=True).first()
-            if state:
-                opened.append((spec, state))
+            ids = set(spec.on_open([photo_id]))
+            states = dict(PhotoStage.objects.filter(photo_id__in=ids | {photo_id}, stage=spec.name)
+                          .values_list("photo_id", "state"))
+            # Most opened photos have nothing pending: no queueing transaction for them.
+            if any(states.get(pk) == State.PENDING for pk in ids):
+                enqueue(spec, ids, asked=True)
+                states[photo_id] = (PhotoStage.objects.filter(photo_id=photo_id, stage=spec.name)
+                                    .values_list("state", flat=True).first())
+            if states.get(photo_id):
+                opened.append((spec, states[photo_id]))
     return opened
 
 
@@ -625,10 +631,15 @@ def unavailable() -> list[tuple[StageSpec, str]]:
     specs = stages.ordered()
     if not specs:
         return []
-    # One query (every page's banner asks): a one-row probe per stage, joined with UNION ALL.
-    probes = [PhotoStage.objects.filter(stage=spec.name, state=State.UNAVAILABLE).order_by("pk")
-              .values_list("stage", "error")[:1] for spec in specs]
-    messages = dict(probes[0].union(*probes[1:], all=True))
+    # Every page's banner asks: one static query, a one-row index probe per stage (no ORM to compile).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT s.stage, (SELECT p.error FROM {PhotoStage._meta.db_table} p
+                                 WHERE p.stage = s.stage AND p.state = %s ORDER BY p.id LIMIT 1)
+                FROM unnest(%s::text[]) AS s(stage)""",
+            [State.UNAVAILABLE, [spec.name for spec in specs]],
+        )
+        messages = dict(cursor.fetchall())
     return [(spec, messages[spec.name]) for spec in specs if messages.get(spec.name)]
 
 
