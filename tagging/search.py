@@ -448,9 +448,11 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
     response.timings["text"] = time.perf_counter() - t
 
     order = sorted(ranked.items(), key=lambda item: (-item[1]["score"], -item[0]))
-    # Candidates whose files are all missing are dropped here (cheap: a few hundred ids).
-    photos = Photo.objects.visible().in_bulk([pk for pk, _ in order])
-    order = [item for item in order if item[0] in photos][:limit]
+    # Candidates whose files are all missing are dropped here (cheap: a few hundred ids); only the
+    # photos shown are loaded whole.
+    visible = set(Photo.objects.visible().filter(pk__in=[pk for pk, _ in order]).values_list("pk", flat=True))
+    order = [item for item in order if item[0] in visible][:limit]
+    photos = Photo.objects.in_bulk([pk for pk, _ in order])
     best = 2.0 / (RRF_K + 1)  # first in both lists
     for pk, entry in order:
         if pk in photos:
