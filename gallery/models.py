@@ -225,7 +225,7 @@ class Photo(models.Model):
         """The ZoneInfo of ``taken_at_zone``, or None. Pages that load only ``taken_at`` and
         ``taken_at_offset`` (the grid) get the same wall clock from the offset, without a
         query per photo for the deferred zone."""
-        if "taken_at_zone" in self.get_deferred_fields():
+        if "taken_at_zone" not in self.__dict__:  # deferred (get_deferred_fields() builds a set of all)
             return None
         return time_zone(self.taken_at_zone)
 

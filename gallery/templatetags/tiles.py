@@ -8,6 +8,7 @@ about 0.4 ms a tile; this costs a tenth of that (``bench/grid_bench.py``).
 from __future__ import annotations
 
 from datetime import date as Date
+from html import escape as _escape  # for plain strings from the database: what Django's escape does, less wrapping
 from functools import lru_cache
 
 from django import template
@@ -21,6 +22,7 @@ register = template.Library()
 
 SELECTABLE = ' tabindex="-1" aria-selected="false"'
 _SLOT = 987_654_321  # a value no route puts in a URL by itself: where a photo's id or hash goes
+_RENDER_KEY = "gallery.tiles"  # this rendering's (script prefix, language) in the render context
 
 
 @lru_cache(maxsize=64)
@@ -35,20 +37,22 @@ def _day(day: Date, language: str) -> str:
     return format_date(day, "j M Y")
 
 
-@register.simple_tag
-def tile(photo, *, query: str = "", label="", label_class: str = "", label_title: str = "", extra_class: str = "",
-         selectable: bool = False, taken: bool = False) -> SafeString:
+@register.simple_tag(takes_context=True)
+def tile(context, photo, *, query: str = "", label="", label_class: str = "", label_title: str = "",
+         extra_class: str = "", selectable: bool = False, taken: bool = False) -> SafeString:
     """One photo's tile: a link to its page (keeping ``query``) around its grid thumbnail.
 
     ``label``: text on the tile (``label_class``, default "when"; ``label_title``: its tooltip);
     ``taken``: the label is the capture date on the camera's clock. ``extra_class``: "weak",
     "small". ``selectable``: focusable and aria-selected for the review keyboard.
     """
-    prefix = get_script_prefix()
+    # The script prefix and the language are the same for every tile of one rendering: looked up once.
+    prefix, language = context.render_context.get(_RENDER_KEY) or context.render_context.setdefault(
+        _RENDER_KEY, (get_script_prefix(), get_language()))
     href = _url_pattern("photo_detail", prefix, _SLOT).format(photo.pk)
     src = _url_pattern("thumbnail", prefix, str(_SLOT), "grid").format(photo.content_hash)
     if taken:
-        label = _day(photo.local_taken_at.date(), get_language())
+        label = _day(photo.local_taken_at.date(), language)
     caption = ""
     if label:
         title = f' title="{escape(label_title)}"' if label_title else ""
@@ -57,6 +61,6 @@ def tile(photo, *, query: str = "", label="", label_class: str = "", label_title
         f'<a class="tile{" " + escape(extra_class) if extra_class else ""}" '
         f'href="{href}{"?" + escape(query) if query else ""}" data-photo="{int(photo.pk)}"'
         f'{SELECTABLE if selectable else ""}>\n'
-        f'  <img src="{escape(src)}" loading="lazy" alt="{escape(photo.title or "")}" '
+        f'  <img src="{_escape(src)}" loading="lazy" alt="{_escape(photo.title or "")}" '
         f'width="{int(photo.width or 400)}" height="{int(photo.height or 400)}">{caption}\n</a>'
     )
