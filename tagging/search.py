@@ -25,6 +25,7 @@ and shown when the user asks for them (``include_weak``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -282,6 +283,30 @@ def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: 
     return [(pk, float(sim)) for pk, sim in rows]
 
 
+def filtered_rows_estimate(subquery: tuple[str, list]) -> float:
+    """The planner's estimate of how many photos the filter subquery selects (no rows are read)."""
+    sql, params = subquery
+    with connection.cursor() as cur:
+        cur.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cur.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def ranks_exactly(subquery: tuple[str, list] | None) -> bool:
+    """Whether the photos a filter keeps are few enough (< ``EXACT_BELOW``) to rank them all exactly.
+
+    Counting them reads their rows: at 1,000,000 photos a one-year filter's first 30,000 rows cost
+    ≈ 160 ms, four times the graph search itself. The planner's estimate decides when it is far
+    above the limit; otherwise the count, which stops at the limit, does.
+    """
+    if subquery is None:
+        return False
+    if filtered_rows_estimate(subquery) > 2 * EXACT_BELOW:
+        return False
+    return filtered_count_at_most(subquery, EXACT_BELOW) <= EXACT_BELOW
+
+
 def filtered_count_at_most(subquery: tuple[str, list], cap: int) -> int:
     """How many photos the filter subquery selects, counting no further than ``cap`` + 1."""
     sql, params = subquery
@@ -421,7 +446,7 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
         response.timings["encode"] = time.perf_counter() - t
         if vector is not None:
             t = time.perf_counter()
-            exact = subquery is not None and filtered_count_at_most(subquery, EXACT_BELOW) <= EXACT_BELOW
+            exact = ranks_exactly(subquery)
             hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact)
             response.timings["vector"] = time.perf_counter() - t
             threshold = similarity_threshold(key, vector)

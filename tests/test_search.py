@@ -323,3 +323,33 @@ def test_a_huge_description_does_not_stop_the_search_documents(library):
     assert documents.refresh([huge.pk, small.pk]) == 2
     assert {r.photo.pk for r in search.search("w0000042").results} == {huge.pk}
     assert {r.photo.pk for r in search.search("lighthouse").results} == {small.pk}
+
+
+def test_a_filter_is_ranked_exactly_only_when_it_keeps_few_photos(clusters, monkeypatch):
+    """Few photos: every one is ranked. Many: the graph. The planner's estimate spares the count only
+    when it is far above the limit; an estimate that is too low is corrected by the count."""
+    year_2020 = search._filter_subquery(search.parse_query("2020"))
+    year_1990 = search._filter_subquery(search.parse_query("1990"))
+    assert search.filtered_rows_estimate(year_2020) >= 1
+    assert search.ranks_exactly(None) is False
+
+    monkeypatch.setattr(search, "EXACT_BELOW", 150)
+    assert search.ranks_exactly(year_2020) is True  # 100 photos
+    monkeypatch.setattr(search, "EXACT_BELOW", 50)
+    assert search.ranks_exactly(year_2020) is False  # counted: 100 > 50, whatever the estimate
+    assert search.ranks_exactly(year_1990) is True  # none
+
+    def no_count(*args):
+        raise AssertionError("counted although the estimate is far above the limit")
+
+    monkeypatch.setattr(search, "filtered_rows_estimate", lambda subquery: 10_000.0)
+    monkeypatch.setattr(search, "filtered_count_at_most", no_count)
+    assert search.ranks_exactly(year_2020) is False
+
+
+def test_a_filtered_search_ranks_the_same_photos_exactly_or_through_the_graph(clusters, monkeypatch):
+    centres, photos = clusters
+    exact = ids(search.search("anything 2020", text_vector=centres["A"]))
+    monkeypatch.setattr(search, "ranks_exactly", lambda subquery: False)
+    graph = ids(search.search("anything 2020", text_vector=centres["A"]))
+    assert exact[:20] == graph[:20] and set(exact[:20]) == {p.pk for p, _ in photos["A"]}
