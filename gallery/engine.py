@@ -284,10 +284,8 @@ def photo_opened(photo_id: int) -> list[tuple[StageSpec, str]]:
             states = dict(PhotoStage.objects.filter(photo_id__in=ids | {photo_id}, stage=spec.name)
                           .values_list("photo_id", "state"))
             # Most opened photos have nothing pending: no queueing transaction for them.
-            if any(states.get(pk) == State.PENDING for pk in ids):
-                enqueue(spec, ids, asked=True)
-                states[photo_id] = (PhotoStage.objects.filter(photo_id=photo_id, stage=spec.name)
-                                    .values_list("state", flat=True).first())
+            if any(states.get(pk) == State.PENDING for pk in ids) and photo_id in enqueue(spec, ids, asked=True):
+                states[photo_id] = State.QUEUED
             if states.get(photo_id):
                 opened.append((spec, states[photo_id]))
     return opened

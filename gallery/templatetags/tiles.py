@@ -8,8 +8,8 @@ about 0.4 ms a tile; this costs a tenth of that (``bench/grid_bench.py``).
 from __future__ import annotations
 
 from datetime import date as Date
-from html import escape as _escape  # for plain strings from the database: what Django's escape does, less wrapping
 from functools import lru_cache
+from html import escape as _escape  # for plain strings from the database: what Django's escape does, less wrapping
 
 from django import template
 from django.template.defaultfilters import date as format_date
