@@ -24,7 +24,9 @@ def create() -> dict:
     from gallery import embedded_postgres
 
     name = os.environ["SHOEBOX_DB_NAME"]
-    params = embedded_postgres.start(settings.DATABASES["default"]["OPTIONS_EMBEDDED_PGDATA"])
+    db = settings.DATABASES["default"]
+    params = embedded_postgres.start(db["OPTIONS_EMBEDDED_PGDATA"],
+                                     shared_buffers_setting=db.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""))
     with _admin_connection(params) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")

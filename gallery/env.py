@@ -6,6 +6,7 @@ deployment shows up at start-up instead of as odd behaviour later
 """
 
 import os
+import re
 
 
 class ImproperSetting(ValueError):
@@ -46,3 +47,11 @@ def envfloat(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ImproperSetting(f"{name}={raw!r} is not a number") from None
+
+
+def envpgsize(name: str) -> str:
+    """A Postgres memory size (``512MB``, ``2GB``), or "" when unset."""
+    raw = os.environ.get(name, "").strip()
+    if raw and not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB|TB)", raw):
+        raise ImproperSetting(f"{name}={raw!r} is not a Postgres size such as 512MB or 2GB")
+    return raw

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from gallery.env import ImproperSetting, envbool, envfloat, envint, envstr
+from gallery.env import ImproperSetting, envbool, envfloat, envint, envpgsize, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("SHOEBOX_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -122,6 +122,8 @@ def database_config(url: str) -> dict:
             "ENGINE": "gallery.db",
             "NAME": envstr("SHOEBOX_DB_NAME", "postgres"),
             "OPTIONS_EMBEDDED_PGDATA": str(DATA_DIR / "pg"),
+            # Empty: an eighth of the machine's memory, 128 MB to 2 GB (gallery/embedded_postgres.py).
+            "OPTIONS_EMBEDDED_SHARED_BUFFERS": envpgsize("SHOEBOX_PG_SHARED_BUFFERS"),
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
         }

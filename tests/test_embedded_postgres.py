@@ -161,3 +161,48 @@ def test_as_root_other_folders_made_readable_outside_the_data_directory_are_name
         assert stat.S_IMODE(private.stat().st_mode) == 0o700, "only named, not changed, by the check"
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _shared_buffers(params: dict) -> str:
+    with psycopg.connect(host=params["host"], port=params["port"], user="postgres", dbname="postgres") as conn:
+        return conn.execute("show shared_buffers").fetchone()[0]
+
+
+def test_each_fresh_start_applies_the_configured_shared_buffers(pgdata):
+    params = embedded_postgres.start(pgdata, shared_buffers_setting="160MB")
+    assert _shared_buffers(params) == "160MB"
+    tuning = pgdata / "shoebox.conf"
+    assert "shared_buffers = '160MB'" in tuning.read_text()
+    assert stat.S_IMODE(tuning.stat().st_mode) == 0o600
+    assert tuning.stat().st_uid == (pgdata / "postgresql.conf").stat().st_uid, "readable by the server's user"
+
+    # A running server is reused as it is; the new value applies from its next start.
+    assert _shared_buffers(embedded_postgres.start(pgdata, shared_buffers_setting="192MB")) == "160MB"
+    embedded_postgres.stop(pgdata)
+    assert _shared_buffers(embedded_postgres.start(pgdata, shared_buffers_setting="192MB")) == "192MB"
+    includes = [line for line in (pgdata / "postgresql.conf").read_text().splitlines()
+                if "shoebox.conf" in line and not line.startswith("#")]
+    assert includes == ["include_if_exists = 'shoebox.conf'"], "included once, however many starts"
+
+
+def test_by_default_shared_buffers_is_an_eighth_of_memory_between_128_mb_and_2_gb(monkeypatch):
+    import psutil
+
+    assert 0 < embedded_postgres.memory_bytes() <= psutil.virtual_memory().total, "a container's limit, if lower"
+    for memory_gib, expected in [(0.5, "128MB"), (8, "1024MB"), (24, "2048MB"), (256, "2048MB")]:
+        monkeypatch.setattr(embedded_postgres, "memory_bytes", lambda m=memory_gib: int(m * 2**30))
+        assert embedded_postgres.shared_buffers() == expected
+    assert embedded_postgres.shared_buffers("3GB") == "3GB", "a configured size is used as given"
+
+
+def test_a_malformed_shared_buffers_setting_stops_start_up(monkeypatch):
+    from gallery.env import ImproperSetting, envpgsize
+
+    for bad in ["2G", "lots", "0MB", "-1GB", "512 MB; drop"]:
+        monkeypatch.setenv("SHOEBOX_PG_SHARED_BUFFERS", bad)
+        with pytest.raises(ImproperSetting, match="SHOEBOX_PG_SHARED_BUFFERS"):
+            envpgsize("SHOEBOX_PG_SHARED_BUFFERS")
+    monkeypatch.setenv("SHOEBOX_PG_SHARED_BUFFERS", "512MB")
+    assert envpgsize("SHOEBOX_PG_SHARED_BUFFERS") == "512MB"
+    monkeypatch.delenv("SHOEBOX_PG_SHARED_BUFFERS")
+    assert envpgsize("SHOEBOX_PG_SHARED_BUFFERS") == ""

@@ -16,7 +16,10 @@ from gallery import embedded_postgres
 
 def _start(settings_dict: dict) -> dict:
     """Start (or reuse) the server of ``settings_dict``; fill in where it listens."""
-    server = embedded_postgres.start(Path(settings_dict["OPTIONS_EMBEDDED_PGDATA"]))
+    server = embedded_postgres.start(
+        Path(settings_dict["OPTIONS_EMBEDDED_PGDATA"]),
+        shared_buffers_setting=settings_dict.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""),
+    )
     settings_dict["HOST"] = server["host"]
     settings_dict["PORT"] = str(server["port"])
     settings_dict["USER"] = server["user"]
