@@ -16,7 +16,9 @@ Issue 11's "Scale" section. In one run:
    on a free port, with ``SHOEBOX_CLIP_MODEL`` pointing at a ViT-B-32 with
    random weights: the real architecture, hence the real cost of encoding
    the search text (the real weights cannot be downloaded here). The model is
-   written once into ``<data dir>/models`` and kept (≈ 600 MB).
+   written once into ``<data dir>/models`` and kept (≈ 600 MB). The server's
+   cache of search vectors is off (``--query-cache 0``): the bench's 200
+   search texts repeat, and each search should pay for its text encoder.
 3. **Per page** (grid, a grid page at ≈ 90 % depth, photo page, search with
    and without a year filter, tag page, review inbox, a tag's review board,
    a grid thumbnail): one user without think time for ``--phase-seconds``
@@ -437,6 +439,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "bench-load",
                         help="SHOEBOX_DATA_DIR of the bench: its own Postgres, thumbnails, the random model")
     parser.add_argument("--keep", action="store_true", help="keep the database and thumbnails")
+    parser.add_argument("--query-cache", type=int, default=0,
+                        help="SHOEBOX_QUERY_CACHE of the server (default 0: the bench's 200 search texts "
+                             "repeat, so every search encodes its text, as a new search does)")
     args = parser.parse_args()
     pages = [p for p in args.pages.split(",") if p]
     unknown = set(pages) - set(PAGES)
@@ -451,7 +456,7 @@ def main() -> None:
         os.environ.pop(name, None)  # the bench's own embedded server and ORM broker
     os.environ.update({
         "SHOEBOX_DATA_DIR": str(data_dir), "SHOEBOX_THUMBNAIL_DIR": str(data_dir / "thumbs"),
-        "SHOEBOX_OFFLINE": "true",
+        "SHOEBOX_OFFLINE": "true", "SHOEBOX_QUERY_CACHE": str(args.query_cache),
     })
     t = time.perf_counter()
     os.environ["SHOEBOX_CLIP_MODEL"] = random_clip(data_dir / "models")

@@ -280,6 +280,8 @@ CLIP_MODEL = envstr("SHOEBOX_CLIP_MODEL", "ViT-B-32:laion2b_s34b_b79k")
 CLIP_BATCH = envint("SHOEBOX_CLIP_BATCH", 16)
 # HNSW search breadth: recall@10 vs exact scan measured in bench/search_bench.py.
 HNSW_EF_SEARCH = envint("SHOEBOX_HNSW_EF_SEARCH", 100)
+# Search texts whose CLIP vector each web process remembers (0: encode every search).
+QUERY_CACHE = envint("SHOEBOX_QUERY_CACHE", 256)
 # Memory for building an HNSW index (Postgres maintenance_work_mem, in MB). The graph of n photos'
 # 512-d embeddings needs about n × 1.3 kB; when it does not fit, the build goes on far more slowly
 # (bench/search_bench.py at 1,000,000 photos).

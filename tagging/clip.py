@@ -108,7 +108,7 @@ import os
 import re
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -620,6 +620,8 @@ class ClipModel:
         with torch.inference_mode():
             probe = model.encode_text(tokenizer([""]))
         self.dim: int = int(probe.shape[-1])
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()  # embed_query's cache, newest last
+        self._queries_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<ClipModel {self.key} dim={self.dim} image_size={self.image_size}>"
@@ -665,6 +667,30 @@ class ClipModel:
                 tokens = self._tokenizer(list(texts[start : start + batch_size]))
                 chunks.append(encode_text(self._model, tokens).float().numpy())
         return np.concatenate(chunks)
+
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The embedding of one search text, read-only; the last ``QUERY_CACHE`` texts are remembered.
+
+        A search is often asked again with the same words: to show its weaker
+        matches, with a filter added, going back to it. Each skips the text
+        encoder (≈ 40 ms of CPU for ViT-B-32 here). ``QUERY_CACHE`` = 0 turns
+        the cache off.
+        """
+        size = int(_setting("QUERY_CACHE", 256))
+        with self._queries_lock:
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector
+        vector = self.embed_texts([text])[0]
+        vector.setflags(write=False)
+        if size > 0:
+            with self._queries_lock:
+                self._queries[text] = vector
+                while len(self._queries) > size:
+                    self._queries.popitem(last=False)
+        return vector
 
 
 def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:

@@ -277,6 +277,14 @@ def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: 
         cur.execute(f"SET LOCAL hnsw.ef_search = {int(settings.HNSW_EF_SEARCH)}")
         # Filtered queries keep scanning the index until enough rows pass the filter.
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        if exact:
+            # One process probing the embedding of each photo the filter keeps (a nested loop over the
+            # photo_id index). A 6,000-photo year at 100k photos: 6.9 ms of Postgres CPU, 7.6 ms wall;
+            # the planner's own choices: the same loop over two parallel workers, 12 ms wall and 9.7 ms
+            # in the leader alone, or without workers a hash join over every embedding, 22 ms.
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            cur.execute("SET LOCAL enable_hashjoin = off")
+            cur.execute("SET LOCAL enable_mergejoin = off")
         cur.execute(sql, args)
         rows = cur.fetchall()
     rows.sort(key=lambda r: -r[1])  # relaxed_order: re-sort the few rows we got
@@ -326,8 +334,7 @@ def current_embedding_model() -> tuple[str, int] | None:
 
 
 def embed_query_text(text: str) -> np.ndarray:
-    model = clip.load(settings.CLIP_MODEL)
-    return model.embed_texts([text])[0]
+    return clip.load(settings.CLIP_MODEL).embed_query(text)
 
 
 # -- text side ----------------------------------------------------------------------

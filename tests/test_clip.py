@@ -500,6 +500,30 @@ def test_texts_embed_to_unit_vectors(tiny):
     np.testing.assert_allclose(model.embed_texts(["a cat", "a dog"], batch_size=1), vectors[:2], atol=1e-5)
 
 
+def test_a_search_text_asked_again_is_not_encoded_again(tiny, settings, monkeypatch):
+    model = clip.load(tiny["dir"])
+    encoded = []
+    real = model.embed_texts
+    monkeypatch.setattr(model, "embed_texts", lambda texts: encoded.append(list(texts)) or real(texts))
+    settings.QUERY_CACHE = 2
+    beach = model.embed_query("beach")
+    np.testing.assert_allclose(beach, real(["beach"])[0], atol=1e-6)
+    assert model.embed_query("beach") is beach and encoded == [["beach"]]
+    with pytest.raises(ValueError):
+        beach[0] = 1.0  # shared between requests: read-only
+
+    model.embed_query("dog")
+    model.embed_query("beach")  # used last: "dog" is now the oldest
+    model.embed_query("cat")
+    model.embed_query("beach")
+    model.embed_query("dog")
+    assert encoded == [["beach"], ["dog"], ["cat"], ["dog"]], "two remembered, least recently used dropped"
+
+    settings.QUERY_CACHE = 0
+    model.embed_query("owl")
+    model.embed_query("owl")
+    assert encoded[-2:] == [["owl"], ["owl"]], "0 turns the cache off"
+
 
 def test_texts_are_encoded_only_up_to_their_end_and_match_the_full_context(tiny):
     """Shoebox stops the causal text tower after the longest text's end token; the vectors are open_clip's."""
