@@ -344,15 +344,21 @@ _TSQUERY = "(websearch_to_tsquery('english', %s) || websearch_to_tsquery('simple
 
 def text_matches(text: str, *, limit: int, where: str = "TRUE", params: list | None = None) -> list[tuple[int, float, list[str]]]:
     """[(photo id, rank, matched parts)] for documents containing every word of ``text``."""
+    # Every matching document is ranked (a common word matches tens of thousands at 1M photos); which
+    # parts matched is asked only of the ``limit`` kept, in the outer query.
     sql = f"""
-        SELECT photo_id, ts_rank_cd('{{0.1, 0.2, 0.4, 1.0}}', document, q) AS rank,
+        SELECT photo_id, rank,
                ts_rank('{{0, 0, 0, 1}}', document, q) > 0 AS in_a,
                ts_rank('{{0, 0, 1, 0}}', document, q) > 0 AS in_b,
                ts_rank('{{0, 1, 0, 0}}', document, q) > 0 AS in_c,
                ts_rank('{{1, 0, 0, 0}}', document, q) > 0 AS in_d
-        FROM tagging_searchdocument, (SELECT {_TSQUERY} AS q) AS qq
-        WHERE document @@ q AND {where}
-        ORDER BY rank DESC, photo_id DESC LIMIT %s
+        FROM (
+            SELECT photo_id, document, q, ts_rank_cd('{{0.1, 0.2, 0.4, 1.0}}', document, q) AS rank
+            FROM tagging_searchdocument, (SELECT {_TSQUERY} AS q) AS qq
+            WHERE document @@ q AND {where}
+            ORDER BY rank DESC, photo_id DESC LIMIT %s
+        ) AS kept
+        ORDER BY rank DESC, photo_id DESC
     """
     with connection.cursor() as cur:
         cur.execute(sql, [text, text, *(params or []), limit])
