@@ -24,9 +24,7 @@ def create() -> dict:
     from gallery import embedded_postgres
 
     name = os.environ["SHOEBOX_DB_NAME"]
-    db = settings.DATABASES["default"]
-    params = embedded_postgres.start(db["OPTIONS_EMBEDDED_PGDATA"],
-                                     shared_buffers_setting=db.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""))
+    params = embedded_postgres.start_database(settings.DATABASES["default"])
     with _admin_connection(params) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")

@@ -312,6 +312,12 @@ def status(pgdata: Path) -> dict | None:
     return {"pid": info.pid, "socket_dir": str(info.socket_dir), "port": info.port}
 
 
+def start_database(settings_dict: dict) -> dict:
+    """:func:`start` for a Django ``DATABASES`` entry of the embedded backend (``gallery.db``)."""
+    return start(Path(settings_dict["OPTIONS_EMBEDDED_PGDATA"]),
+                 shared_buffers_setting=settings_dict.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""))
+
+
 def stop(pgdata: Path) -> bool:
     """Stop the server running on ``pgdata``. Returns False if none was running.
 

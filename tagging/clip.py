@@ -674,7 +674,7 @@ class ClipModel:
 
         A search is often asked again with the same words: to show its weaker
         matches, with a filter added, going back to it. Each skips the text
-        encoder (≈ 40 ms of CPU for ViT-B-32 here). ``QUERY_CACHE`` = 0 turns
+        encoder (15–40 ms of CPU for ViT-B-32 on the machines of BENCHMARKS.md). ``QUERY_CACHE`` = 0 turns
         the cache off.
         """
         size = int(_setting("QUERY_CACHE", 256))

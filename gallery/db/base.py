@@ -7,8 +7,6 @@ every process (web, worker, tests) gets the same running postmaster.
 ``manage.py dbshell`` starts it too, and runs the ``psql`` shipped with it.
 """
 
-from pathlib import Path
-
 from django.db.backends.postgresql import base, client
 
 from gallery import embedded_postgres
@@ -16,10 +14,7 @@ from gallery import embedded_postgres
 
 def _start(settings_dict: dict) -> dict:
     """Start (or reuse) the server of ``settings_dict``; fill in where it listens."""
-    server = embedded_postgres.start(
-        Path(settings_dict["OPTIONS_EMBEDDED_PGDATA"]),
-        shared_buffers_setting=settings_dict.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""),
-    )
+    server = embedded_postgres.start_database(settings_dict)
     settings_dict["HOST"] = server["host"]
     settings_dict["PORT"] = str(server["port"])
     settings_dict["USER"] = server["user"]

@@ -17,8 +17,7 @@ class Command(BaseCommand):
         pgdata = db["OPTIONS_EMBEDDED_PGDATA"]
         action = options["action"]
         if action == "start":
-            params = embedded_postgres.start(
-                pgdata, shared_buffers_setting=db.get("OPTIONS_EMBEDDED_SHARED_BUFFERS", ""))
+            params = embedded_postgres.start_database(db)
             self.stdout.write(f"embedded Postgres running, socket in {params['host']}")
         elif action == "stop":
             stopped = embedded_postgres.stop(pgdata)
