@@ -742,7 +742,6 @@ def endpoint_bench(queries: Queries, exact: Exact, lib: Synthetic, model_key: st
 
 def vector_plan(search_module, text: str, vector: np.ndarray) -> list[str]:
     """EXPLAIN ANALYZE of the nearest-neighbour query one search runs, under the search's own settings."""
-    from django.conf import settings
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -752,8 +751,7 @@ def vector_plan(search_module, text: str, vector: np.ndarray) -> list[str]:
     if sql is None:
         return ["(no nearest-neighbour query captured)"]
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"SET LOCAL hnsw.ef_search = {int(settings.HNSW_EF_SEARCH)}")
-        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        search_module.set_local(cur, search_module.knn_settings(exact=") + 0 LIMIT" in sql))
         cur.execute("EXPLAIN (ANALYZE, COSTS OFF, BUFFERS OFF) " + sql)
         lines = [r[0] for r in cur.fetchall()]
     # Vector literals make some lines thousands of characters long.

@@ -256,6 +256,28 @@ def similarity_threshold(model_key: str, vector: np.ndarray, min_z: float = SEMA
     return mean + min_z * spread
 
 
+def knn_settings(*, exact: bool) -> dict[str, str]:
+    """The settings (``SET LOCAL``) of ``nearest``'s query; :func:`set_local` applies them in one round trip."""
+    values = {
+        "hnsw.ef_search": str(int(settings.HNSW_EF_SEARCH)),
+        # Filtered queries keep scanning the index until enough rows pass the filter.
+        "hnsw.iterative_scan": "relaxed_order",
+    }
+    if exact:
+        # One process probing the embedding of each photo the filter keeps (a nested loop over the
+        # photo_id index). A 6,000-photo year at 100k photos: 6.9 ms of Postgres CPU, 7.6 ms wall;
+        # the planner's own choices: the same loop over two parallel workers, 12 ms wall and 9.7 ms
+        # in the leader alone, or without workers a hash join over every embedding, 22 ms.
+        values.update({"max_parallel_workers_per_gather": "0", "enable_hashjoin": "off", "enable_mergejoin": "off"})
+    return values
+
+
+def set_local(cur, values: dict[str, str]) -> None:
+    """``SET LOCAL`` each of ``values`` (inside a transaction), in one query."""
+    cur.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(values)),
+                [part for item in values.items() for part in item])
+
+
 def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: str = "TRUE",
             params: list | None = None, exclude: int | None = None, exact: bool = False) -> list[tuple[int, float]]:
     """[(photo id, cosine similarity)] nearest first, through the model's HNSW index.
@@ -274,17 +296,7 @@ def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: 
     )
     args = [literal, model_key, *(params or [])] + ([exclude] if exclude is not None else []) + [literal, limit]
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"SET LOCAL hnsw.ef_search = {int(settings.HNSW_EF_SEARCH)}")
-        # Filtered queries keep scanning the index until enough rows pass the filter.
-        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        if exact:
-            # One process probing the embedding of each photo the filter keeps (a nested loop over the
-            # photo_id index). A 6,000-photo year at 100k photos: 6.9 ms of Postgres CPU, 7.6 ms wall;
-            # the planner's own choices: the same loop over two parallel workers, 12 ms wall and 9.7 ms
-            # in the leader alone, or without workers a hash join over every embedding, 22 ms.
-            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            cur.execute("SET LOCAL enable_hashjoin = off")
-            cur.execute("SET LOCAL enable_mergejoin = off")
+        set_local(cur, knn_settings(exact=exact))
         cur.execute(sql, args)
         rows = cur.fetchall()
     rows.sort(key=lambda r: -r[1])  # relaxed_order: re-sort the few rows we got

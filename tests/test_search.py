@@ -347,6 +347,18 @@ def test_a_filter_is_ranked_exactly_only_when_it_keeps_few_photos(clusters, monk
     assert search.ranks_exactly(year_2020) is False
 
 
+@pytest.mark.django_db
+def test_exact_ranking_runs_in_one_process_without_hashing_every_embedding():
+    from django.db import connection, transaction
+
+    names = ["hnsw.iterative_scan", "max_parallel_workers_per_gather", "enable_hashjoin", "enable_mergejoin"]
+    with transaction.atomic(), connection.cursor() as cur:
+        search.set_local(cur, search.knn_settings(exact=True))
+        cur.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+        assert cur.fetchone() == ("relaxed_order", "0", "off", "off")
+    assert "enable_hashjoin" not in search.knn_settings(exact=False), "the graph search keeps the planner's choice"
+
+
 def test_a_filtered_search_ranks_the_same_photos_exactly_or_through_the_graph(clusters, monkeypatch):
     centres, photos = clusters
     exact = ids(search.search("anything 2020", text_vector=centres["A"]))
