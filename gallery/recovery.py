@@ -38,6 +38,8 @@ SCAN_TASK = "gallery.tasks.scan_library"
 TICK_TASK = "gallery.tasks.tick"
 TICK_NAME = "shoebox: engine tick"
 TICK_LOCK = 0x5B0E_71C4  # pg advisory lock key for making the schedule
+# Upkeep each tick runs after recovery (apps register here): a function returning a summary dict.
+ON_TICK: list = []
 
 
 def _is_dead(holder: str, lease_until, now, alive: dict) -> bool:
@@ -146,10 +148,15 @@ def reap_dead_scans() -> int:
 
 
 def recover() -> dict[str, int]:
-    """Take back dead and lost work, then queue every stage's ready work."""
+    """Take back dead and lost work, queue every stage's ready work, then run the ``ON_TICK`` upkeep."""
     result = {"reaped": reap_dead_claims(), "orphans": requeue_orphans(), "scans": reap_dead_scans()}
     engine.prepare()
     result["queued"] = sum(engine.enqueue_all().values())
+    for upkeep in ON_TICK:
+        try:
+            result.update(upkeep())
+        except Exception:  # the recovery above is done; the upkeep tries again next tick
+            log.exception("tick upkeep %s failed", getattr(upkeep, "__name__", upkeep))
     return result
 
 

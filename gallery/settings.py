@@ -286,6 +286,10 @@ QUERY_CACHE = envint("SHOEBOX_QUERY_CACHE", 256)
 # 512-d embeddings needs about n × 1.3 kB; when it does not fit, the build goes on far more slowly
 # (bench/search_bench.py at 1,000,000 photos).
 HNSW_BUILD_MEMORY_MB = envint("SHOEBOX_HNSW_BUILD_MEMORY_MB", 1024)
+# A year with at least this many photos gets a search graph of its own (tagging.vectors), built by
+# the worker's tick: a one-year search at 1,000,000 photos then walks that year's photos only.
+# Smaller filters are ranked exactly (tagging.search.EXACT_BELOW). 0 builds none.
+YEAR_INDEX_MIN = envint("SHOEBOX_YEAR_INDEX_MIN", 30_000)
 # Cosine distance under which two photos' embeddings count as near-duplicates.
 NEAR_DUPLICATE_DISTANCE = envfloat("SHOEBOX_NEAR_DUPLICATE_DISTANCE", 0.05)
 CAPTION_BACKEND = envstr("SHOEBOX_CAPTION_BACKEND", _default_caption_backend())

@@ -6,9 +6,9 @@ class TaggingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from gallery import scans
+        from gallery import recovery, scans
         from ocr import runners as ocr_runners
-        from tagging import documents, export_jobs, runners, tags
+        from tagging import documents, export_jobs, runners, search, tags
 
         runners.register()  # embedding, caption, tag scores: after thumbnails, cheap first
         export_jobs.register()  # on demand: only for the photos the owner exports
@@ -21,3 +21,5 @@ class TaggingConfig(AppConfig):
         naming.PHOTOS_CHANGED.append(documents.refresh)
         # Text read in photos is searchable as soon as it is read.
         ocr_runners.DOCUMENTS_CHANGED.append(documents.refresh)
+        # Busy years get a search graph of their own, one per tick.
+        recovery.ON_TICK.append(search.build_year_graphs)

@@ -26,6 +26,9 @@ class Embedding(models.Model):
     # No fixed dimension: models differ. Search uses a per-model partial
     # expression index, (vector::halfvec(dim)) WHERE model = key.
     vector = HalfVectorField()
+    # The photo's capture time, copied by database triggers (migration 0008) so that a year's photos
+    # can have a search graph of their own (``tagging.vectors.ensure_year_indexes``). Read-only here.
+    taken_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 from django.conf import settings
@@ -41,7 +41,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from gallery.models import Photo, SourceFile
 from people.models import Face
 from ocr.models import PhotoText
-from tagging import clip
+from tagging import clip, vectors
 from tagging.availability import ModelUnavailable
 from tagging.models import Caption, Embedding, PhotoTag, SearchDocument
 from tagging.query import ParsedQuery, parse_query
@@ -53,6 +53,9 @@ CANDIDATES = 200  # per retrieval
 # Filters that keep fewer photos than this are ranked exactly instead of through HNSW:
 # at 100k photos a one-year filter (6k photos) took 28 ms exact vs 67 ms walking the graph.
 EXACT_BELOW = 30_000
+# A date filter spanning at most this many years, each with a graph of its own, walks those graphs
+# (one query part each); a longer span keeps a large share of the library and walks the whole graph.
+YEAR_GRAPHS_AT_MOST = 3
 SEMANTIC_MIN_Z = 3.0
 BACKGROUND_SAMPLE = 2000
 BACKGROUND_TTL = 600  # seconds
@@ -279,28 +282,62 @@ def set_local(cur, values: dict[str, str]) -> None:
 
 
 def nearest(model_key: str, dim: int, vector: np.ndarray, *, limit: int, where: str = "TRUE",
-            params: list | None = None, exclude: int | None = None, exact: bool = False) -> list[tuple[int, float]]:
+            params: list | None = None, exclude: int | None = None, exact: bool = False,
+            years: list[int] | None = None) -> list[tuple[int, float]]:
     """[(photo id, cosine similarity)] nearest first, through the model's HNSW index.
 
     ``exact`` ranks every row that passes ``where`` instead (the ORDER BY no
     longer matches the index expression): faster than walking the graph
     when a filter keeps only a few thousand photos (bench/search_bench.py).
+    ``years`` walks those years' own graphs (``vectors.year_condition``
+    matches their predicates), one query part per year, instead of the
+    whole library's: for a filter whose photos all fall in those years.
     """
     literal = "[" + ",".join(f"{x:.6g}" for x in vector.tolist()) + "]"
     order = f"(vector::halfvec({int(dim)})) <=> %s::halfvec({int(dim)})"
-    sql = (
-        f"SELECT photo_id, 1 - ((vector::halfvec({int(dim)})) <=> %s::halfvec({int(dim)})) AS similarity "
-        f"FROM tagging_embedding WHERE model = %s AND {where}"
-        + (" AND photo_id <> %s" if exclude is not None else "")
-        + f" ORDER BY {'(' + order + ') + 0' if exact else order} LIMIT %s"
-    )
-    args = [literal, model_key, *(params or [])] + ([exclude] if exclude is not None else []) + [literal, limit]
+    parts, args = [], []
+    for condition in [vectors.year_condition(y) for y in years] if years else ["TRUE"]:
+        parts.append(
+            f"SELECT photo_id, 1 - ((vector::halfvec({int(dim)})) <=> %s::halfvec({int(dim)})) AS similarity "
+            f"FROM tagging_embedding WHERE model = %s AND {condition} AND {where}"
+            + (" AND photo_id <> %s" if exclude is not None else "")
+            + f" ORDER BY {'(' + order + ') + 0' if exact else order} LIMIT %s"
+        )
+        args += [literal, model_key, *(params or [])] + ([exclude] if exclude is not None else []) + [literal, limit]
+    sql = parts[0] if len(parts) == 1 else " UNION ALL ".join(f"({part})" for part in parts)
     with transaction.atomic(), connection.cursor() as cur:
         set_local(cur, knn_settings(exact=exact))
         cur.execute(sql, args)
         rows = cur.fetchall()
-    rows.sort(key=lambda r: -r[1])  # relaxed_order: re-sort the few rows we got
-    return [(pk, float(sim)) for pk, sim in rows]
+    rows.sort(key=lambda r: -r[1])  # relaxed_order, and one list per year: sort the few rows we got
+    return [(pk, float(sim)) for pk, sim in rows[:limit]]
+
+
+def date_span(q: ParsedQuery) -> tuple[date | None, date | None]:
+    """The days ``[first, end)`` that hold every photo the query's date filters keep (None: open)."""
+    first = end = None
+    if q.dates:
+        starts = [r.start for r in q.dates]
+        ends = [r.end for r in q.dates]
+        first = None if None in starts else min(starts)
+        end = None if None in ends else max(ends)
+    if q.after and (first is None or q.after > first):
+        first = q.after
+    if q.before and (end is None or q.before < end):
+        end = q.before
+    return first, end
+
+
+def year_graphs(model_key: str, dim: int, q: ParsedQuery) -> list[int] | None:
+    """The years whose own graphs hold every photo the query's dates keep, when each has one and
+    they are at most ``YEAR_GRAPHS_AT_MOST``; otherwise None (walk the library's graph)."""
+    first, end = date_span(q)
+    if first is None or end is None or end <= first:
+        return None
+    years = list(range(first.year, (end - timedelta(days=1)).year + 1))
+    if len(years) > YEAR_GRAPHS_AT_MOST:
+        return None
+    return years if set(years) <= vectors.indexed_years(model_key, dim) else None
 
 
 def filtered_rows_estimate(subquery: tuple[str, list]) -> float:
@@ -343,6 +380,15 @@ def current_embedding_model() -> tuple[str, int] | None:
         return None
     row = Embedding.objects.filter(model=key).values_list("dim", flat=True).first()
     return (key, row) if row else None
+
+
+def build_year_graphs() -> dict:
+    """The worker's tick: one missing year graph of the configured model, if its library needs one."""
+    model = current_embedding_model()
+    if model is None:
+        return {}
+    built = vectors.ensure_year_indexes(*model, at_most=1)
+    return {"year_indexes": built} if built else {}
 
 
 def embed_query_text(text: str) -> np.ndarray:
@@ -472,7 +518,9 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
         if vector is not None:
             t = time.perf_counter()
             exact = ranks_exactly(subquery)
-            hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact)
+            years = None if exact else year_graphs(key, dim, parsed)
+            hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact,
+                           years=years)
             response.timings["vector"] = time.perf_counter() - t
             threshold = similarity_threshold(key, vector)
             response.threshold = threshold
