@@ -191,6 +191,31 @@ def filtered_photos(q: ParsedQuery, *, check_files: bool = True) -> QuerySet:
     return qs
 
 
+def date_condition(q: ParsedQuery) -> tuple[str, list] | None:
+    """The query's date filters as SQL on a ``taken_at`` column of its own (embeddings and search
+    documents carry their photo's), or None without date filters.
+
+    Never narrower than ``filtered_photos``' dates, which stay in the filter subquery: it only lets a
+    retrieval drop rows of other dates before looking their photos up.
+    """
+    params: list = []
+
+    def between(first, end) -> str:
+        bounds = []
+        if first:
+            bounds.append("taken_at >= %s")
+            params.append(_day_start(first))
+        if end:
+            bounds.append("taken_at < %s")
+            params.append(_day_start(end))
+        return " AND ".join(bounds) or "TRUE"
+
+    sql = [f"({' OR '.join(f'({between(r.start, r.end)})' for r in q.dates)})"] if q.dates else []
+    if q.after or q.before:
+        sql.append(between(q.after, q.before))
+    return (" AND ".join(sql), params) if sql else None
+
+
 def _filter_subquery(q: ParsedQuery) -> tuple[str, list] | None:
     """SQL selecting the ids of photos that pass the filters, or None when there are none."""
     if not q.has_filters:
@@ -486,6 +511,9 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
         return response
     subquery = _filter_subquery(parsed)
     where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
+    dated = date_condition(parsed)
+    if dated:  # checked on the retrieved row first: only the photos of those dates are looked up
+        where, params = f"{dated[0]} AND {where}", dated[1] + params
     response.timings["parse"] = time.perf_counter() - started
 
     if not parsed.text:

@@ -1,6 +1,7 @@
-"""A graph per busy year: embeddings carry their photo's capture time, busy years get a partial HNSW
-index of their own, and a search filtered to such years walks their graphs, finding what an exact
-ranking finds."""
+"""Date-filtered search at scale: embeddings and search documents carry their photo's capture time,
+so a date filter drops other dates' rows before their photos are looked up; busy years get a
+partial HNSW index of their own, and a search filtered to such years walks their graphs, finding
+what an exact ranking finds."""
 
 from __future__ import annotations
 
@@ -13,30 +14,17 @@ from django.test.utils import CaptureQueriesContext
 
 from gallery import recovery
 from gallery.models import Photo
-from tagging import search, vectors
-from tagging.models import Embedding
+from tagging import documents, search, vectors
+from tagging.models import Embedding, SearchDocument
 from tests.factories import make_photo
+from tests.test_search import KEY, _configured_model, unit  # noqa: F401  (the configured model, autouse)
 
 pytestmark = pytest.mark.django_db
-KEY = "ViT-B-32:laion2b_s34b_b79k"  # the configured model's key
 DIM = 16
-
-
-def unit(v):
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.linalg.norm(v)
 
 
 def utc(*args):
     return datetime(*args, tzinfo=timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _configured_model(settings):
-    settings.CLIP_MODEL = KEY
-    search.clear_background()
-    yield
-    search.clear_background()
 
 
 @pytest.fixture
@@ -89,6 +77,32 @@ def test_an_embedding_carries_its_photos_capture_time_whoever_writes_it(library)
     Embedding.objects.filter(pk=emb.pk).update(taken_at=utc(1999, 1, 1))
     emb.refresh_from_db()
     assert emb.taken_at == utc(2020, 1, 1), "a write of the column itself cannot make it disagree"
+
+
+def test_a_search_document_carries_its_photos_capture_time(library):
+    photo = make_photo(library, "a.jpg", taken=utc(2019, 5, 1), title="lighthouse")
+    documents.refresh([photo.pk])
+    assert SearchDocument.objects.get(photo=photo).taken_at == utc(2019, 5, 1)
+    Photo.objects.filter(pk=photo.pk).update(taken_at=utc(2022, 3, 4))
+    assert SearchDocument.objects.get(photo=photo).taken_at == utc(2022, 3, 4)
+    documents.refresh([photo.pk])  # rebuilt: the upsert keeps it
+    assert SearchDocument.objects.get(photo=photo).taken_at == utc(2022, 3, 4)
+
+
+@pytest.mark.parametrize("text", [
+    "2019", "2019-06 2021", "2020-02-29", "after:2019-03 before:2020-02", "2020 after:2020-06",
+    "after:2021", "before:2019-01-02", "2018 2021 before:2021-03",
+])
+def test_the_date_condition_keeps_exactly_the_photos_the_date_filters_keep(library, text):
+    for i in range(60):  # one photo every 23 days or so, 2018–2021, at all hours
+        make_photo(library, f"{i}.jpg", taken=utc(2018, 1, 1, 5) + (utc(2021, 12, 31) - utc(2018, 1, 1)) * (i / 59))
+    q = search.parse_query(text)
+    sql, params = search.date_condition(q)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT id FROM gallery_photo WHERE {sql}", params)
+        kept = {pk for (pk,) in cur.fetchall()}
+    assert kept == set(search.filtered_photos(q).values_list("pk", flat=True))
+    assert search.date_condition(search.parse_query("camera:nikon lighthouse")) is None
 
 
 def test_busy_years_get_a_graph_of_their_own_one_per_tick(years, settings):
