@@ -198,3 +198,26 @@ def test_a_failing_upkeep_does_not_stop_the_tick(monkeypatch):
     monkeypatch.setattr(recovery, "ON_TICK", [broken, lambda: {"ran": True}])
     result = recovery.recover()
     assert result["ran"] is True and "queued" in result
+
+
+def test_the_migration_fills_in_existing_embeddings_and_keeps_their_graph(library):
+    import importlib
+    from types import SimpleNamespace
+
+    migration = importlib.import_module("tagging.migrations.0008_embedding_taken_at")
+    photo = make_photo(library, "old.jpg", taken=utc(2017, 6, 1))
+    Embedding.objects.create(photo=photo, model=KEY, dim=DIM, vector=[1.0] * DIM)
+    vectors.ensure_index(KEY, DIM)
+    with connection.cursor() as cur:  # as before the migration: no time on the row
+        cur.execute("ALTER TABLE tagging_embedding DISABLE TRIGGER tagging_embedding_taken_at")
+        cur.execute("UPDATE tagging_embedding SET taken_at = NULL")
+        cur.execute("ALTER TABLE tagging_embedding ENABLE TRIGGER tagging_embedding_taken_at")
+        cur.execute("SELECT pg_get_indexdef(%s::regclass)", [vectors.index_name(KEY, DIM)])
+        graph = cur.fetchone()[0]
+
+    migration.backfill(None, SimpleNamespace(connection=connection))
+
+    assert Embedding.objects.get(photo=photo).taken_at == utc(2017, 6, 1)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_get_indexdef(%s::regclass)", [vectors.index_name(KEY, DIM)])
+        assert cur.fetchone()[0] == graph, "the graph is built again as it was"
