@@ -141,7 +141,7 @@ class SearchDocument(models.Model):
 
     photo = models.OneToOneField(Photo, on_delete=models.CASCADE, primary_key=True, related_name="search_document")
     document = SearchVectorField()
-    # The photo's capture time, copied by triggers (migration 0009) like Embedding.taken_at: a date
+    # The photo's capture time, copied by the same triggers (migration 0008): a date
     # filter drops a matching document before its photo is looked up. Read-only here.
     taken_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

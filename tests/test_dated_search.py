@@ -204,7 +204,7 @@ def test_the_migration_fills_in_existing_embeddings_and_keeps_their_graph(librar
     import importlib
     from types import SimpleNamespace
 
-    migration = importlib.import_module("tagging.migrations.0008_embedding_taken_at")
+    migration = importlib.import_module("tagging.migrations.0008_capture_time_on_embeddings_and_documents")
     photo = make_photo(library, "old.jpg", taken=utc(2017, 6, 1))
     Embedding.objects.create(photo=photo, model=KEY, dim=DIM, vector=[1.0] * DIM)
     vectors.ensure_index(KEY, DIM)
