@@ -728,17 +728,11 @@ def endpoint_bench(queries: Queries, exact: Exact, lib: Synthetic, model_key: st
         time_search(search_module.search, Queries(warm.vectors, warm.scenes, [t + suffix for t in warm.texts]))
         times, phases, ids = time_search(search_module.search, qs)
         parsed = parse_query(qs.texts[0])
-        subquery = search_module._filter_subquery(parsed)
-        where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
-        dated = search_module.date_condition(parsed)
-        if dated:
-            where, params = f"{dated[0]} AND {where}", dated[1] + params
-        years = None if search_module.ranks_exactly(subquery) else search_module.year_graphs(model_key, dim, parsed)
-        nearest = [[pk for pk, _ in search_module.nearest(model_key, dim, v, limit=k, where=where, params=params,
-                                                          years=years)]
+        subquery, where, params = search_module.retrieval_filter(parsed)
+        nearest = [[pk for pk, _ in search_module.image_matches(model_key, dim, v, parsed, subquery=subquery,
+                                                                where=where, params=params)]
                    for v in qs.vectors]
         out["passes"][label] = {
-            "year_graphs": years,
             "texts": qs.texts, "hnsw": times, "phases": phases, "ids": ids,
             "recall_k": float(exact.recall(nearest, k, mask).mean()),
             "recall_10": float(exact.recall([n[:10] for n in nearest], 10, mask).mean()),
@@ -869,8 +863,6 @@ def print_endpoint(ep: dict, encoder: dict[str, list[float]] | None, threads: in
             print(f"    {'server time, exact scan (' + str(len(p['exact'])) + ' queries)':<46} {em:9.1f} {ep95:7.1f}")
             vm, vp = ms_stats([d.get("vector", 0.0) for d in p["exact_phases"]])
             print(f"      phase {'vector':<38} {vm:9.1f} {vp:7.1f}")
-        if p["year_graphs"]:
-            print(f"    walks the graphs of {', '.join(map(str, p['year_graphs']))}")
         print(f"    search's own retrieval vs exact: recall@{ep['candidates']} {p['recall_k']:.3f}, "
               f"recall@10 {p['recall_10']:.3f}"
               + (f"; results shared with the exact-scan search {100 * p['overlap']:.1f} %" if "overlap" in p else ""))

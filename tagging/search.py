@@ -501,6 +501,29 @@ def _refine_text_signal(results: list[SearchResult], text: str) -> None:
 # -- the search ---------------------------------------------------------------------
 
 
+def retrieval_filter(q: ParsedQuery) -> tuple[tuple[str, list] | None, str, list]:
+    """(filter subquery, WHERE, its parameters) that both retrievals add for the query's filters.
+
+    The dates are checked on the retrieved row first (embeddings and documents carry their photo's
+    capture time): only the photos of those dates are looked up in the subquery.
+    """
+    subquery = _filter_subquery(q)
+    where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
+    dated = date_condition(q)
+    if dated:
+        where, params = f"{dated[0]} AND {where}", dated[1] + params
+    return subquery, where, params
+
+
+def image_matches(key: str, dim: int, vector: np.ndarray, q: ParsedQuery, *, subquery: tuple[str, list] | None,
+                  where: str, params: list) -> list[tuple[int, float]]:
+    """The image side's ``CANDIDATES`` nearest photos that pass the filter: ranked exactly when it keeps
+    few, else through the years' own graphs when it lies in them, else through the library's."""
+    exact = ranks_exactly(subquery)
+    years = None if exact else year_graphs(key, dim, q)
+    return nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact, years=years)
+
+
 def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
            text_vector: np.ndarray | None = None) -> SearchResponse:
     """Run the search box's query. ``text_vector`` skips the CLIP text encoder (benchmarks, tests)."""
@@ -509,11 +532,7 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
     response = SearchResponse(query=parsed, results=[])
     if parsed.is_empty:
         return response
-    subquery = _filter_subquery(parsed)
-    where, params = (f"photo_id IN ({subquery[0]})", subquery[1]) if subquery else ("TRUE", [])
-    dated = date_condition(parsed)
-    if dated:  # checked on the retrieved row first: only the photos of those dates are looked up
-        where, params = f"{dated[0]} AND {where}", dated[1] + params
+    subquery, where, params = retrieval_filter(parsed)
     response.timings["parse"] = time.perf_counter() - started
 
     if not parsed.text:
@@ -545,10 +564,7 @@ def search(q: str | ParsedQuery, *, limit: int = 60, include_weak: bool = False,
         response.timings["encode"] = time.perf_counter() - t
         if vector is not None:
             t = time.perf_counter()
-            exact = ranks_exactly(subquery)
-            years = None if exact else year_graphs(key, dim, parsed)
-            hits = nearest(key, dim, vector, limit=CANDIDATES, where=where, params=params, exact=exact,
-                           years=years)
+            hits = image_matches(key, dim, vector, parsed, subquery=subquery, where=where, params=params)
             response.timings["vector"] = time.perf_counter() - t
             threshold = similarity_threshold(key, vector)
             response.threshold = threshold
