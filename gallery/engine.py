@@ -56,6 +56,7 @@ from django_q.exceptions import TimeoutException
 from gallery import holders, stages
 from gallery.imaging import BrokenImage, SkipFile
 from gallery.models import Photo, PhotoStage
+from gallery.content import ContentChanged
 from gallery.originals import OriginalMissing
 from gallery.stages import StageSpec, StageUnavailable
 
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 State = PhotoStage.State
 
 # Errors that are the photo's own fault: another attempt would end the same way.
-PHOTO_ERRORS = (BrokenImage, SkipFile, OriginalMissing)
+PHOTO_ERRORS = (BrokenImage, SkipFile, OriginalMissing, ContentChanged)
 # A claim outlives its task's timeout by this much before a silent holder is presumed dead.
 LEASE_GRACE = 60
 RUN_TASK = "gallery.tasks.run_stage"
@@ -366,6 +367,10 @@ class Batch:
     def fail(self, photo: Photo, reason: str, *, retry: bool = False) -> None:
         """Record ``reason``; with ``retry`` the photo gets another attempt while it has any."""
         self._give_back([photo.pk], reason, retry=retry)
+
+    def gone(self, photo: Photo) -> None:
+        """The photo no longer exists (merged into another): its stage rows went with it."""
+        self.outcome[photo.pk] = "gone"
 
     def fail_open(self, reason: str, *, retry: bool) -> None:
         """Every photo not yet reported fails with ``reason`` (a model call or the whole batch failed)."""

@@ -54,6 +54,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 from PIL import ExifTags, Image, IptcImagePlugin
 
+from gallery import exif_directories
+
 
 class TakenFrom:
     """Where a capture time came from when the file itself states none (``taken_at_source``).
@@ -183,6 +185,7 @@ _TAGS_READ = (
     _OFFSET_TIME_DIGITIZED, _SHUTTER_SPEED_VALUE, _APERTURE_VALUE, _FOCAL_LENGTH, _SUBSEC_TIME,
     _SUBSEC_TIME_ORIGINAL, _SUBSEC_TIME_DIGITIZED, _LENS_MODEL,
 )  # fmt: skip
+_EXIF_READER = exif_directories.Reader(_TAGS_READ)
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3, 4, 5, 6
 _GPS_TIME_STAMP, _GPS_DATE_STAMP = 7, 29
 
@@ -559,8 +562,15 @@ def _exif_facts_from_pillow(image: Image.Image, late_png: dict, log: _Log) -> _F
             raw = _raw_profile(info["Raw profile type exif"])
         if not raw:
             return None
+        raw = _as_bytes(raw)
+        try:
+            ifd0, exif_ifd, gps_ifd = _EXIF_READER.read(raw)
+        except exif_directories.Unusual:
+            pass  # Pillow reads it, and says what is wrong
+        else:
+            return _exif_facts(ifd0, exif_ifd, gps_ifd, log)
         exif = Image.Exif()
-        exif.load(_as_bytes(raw))
+        exif.load(raw)
         if not len(exif):
             log.warn("EXIF block is corrupt: it holds no readable tags")
             return None

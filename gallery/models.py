@@ -127,7 +127,7 @@ class PhotoQuerySet(models.QuerySet):
 
 
 class Photo(models.Model):
-    """One image, identified by the BLAKE3 hash of its content.
+    """One image, identified by the BLAKE3 hash of its content (see ``gallery.content``).
 
     The same content found at several paths is one photo with several
     SourceFiles; a moved file keeps its photo and all that hangs off it.
@@ -137,7 +137,11 @@ class Photo(models.Model):
         OK = "ok"
         BROKEN = "broken"  # header read, but the pixels cannot be decoded
 
+    # BLAKE3 of the whole content; while ``hash_pending``, the quick hash in its place (gallery.content).
     content_hash = models.CharField(max_length=64, unique=True)
+    # BLAKE3 of size, head and tail ("" for photos imported before it existed); not unique.
+    quick_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    hash_pending = models.BooleanField(default=False)  # the whole-content hash waits for the thumbnail stage
     file_size = models.BigIntegerField()
     format = models.CharField(max_length=32)  # JPEG, PNG, HEIF, RAW-CR2 …
     mime_type = models.CharField(max_length=64, blank=True)

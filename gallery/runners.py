@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from gallery import stages, thumbnails
+from gallery import content, stages, thumbnails
 from gallery.imaging import BrokenImage, SkipFile
-from gallery.models import Photo
+from gallery.models import Photo, SourceFile
 from gallery.originals import original_path
 
 THUMBNAIL = "thumbnail"
@@ -18,10 +19,14 @@ def render_thumbnails(batch) -> None:
 
     A photo whose pixels cannot be decoded is marked broken (hidden from the
     grid, listed on the jobs page) and fails this stage with the decoder's
-    reason; the stages that need thumbnails are blocked for it.
+    reason; the stages that need thumbnails are blocked for it. A photo the
+    scan identified by its quick hash is hashed whole first (:func:`confirm_content`).
     """
     for photo in batch.photos:
         with batch.guard(photo):
+            if photo.hash_pending and not confirm_content(photo):
+                batch.gone(photo)
+                continue
             try:
                 thumbnails.render_thumbnails(
                     original_path(photo), photo.content_hash, thumb_dir=settings.THUMBNAIL_DIR,
@@ -35,6 +40,27 @@ def render_thumbnails(batch) -> None:
                 Photo.objects.filter(pk=photo.pk).update(
                     thumbnails_at=timezone.now(), status=Photo.Status.OK, broken_reason=""
                 )
+
+
+def confirm_content(photo: Photo) -> bool:
+    """Replace the quick hash a scan gave ``photo`` with the hash of its whole content.
+
+    Its file must still have the quick hash the scan read (else ``ContentChanged``:
+    the next scan reads the edit). When another photo turns out to hold the same
+    content (imported before quick hashes, or by a scan running at the same time),
+    ``photo``'s files join that one, as the scan would have done, and ``photo`` —
+    just imported, its thumbnails not yet made — is deleted: returns False.
+    """
+    whole = content.whole_hash_matching(original_path(photo), photo.quick_hash)
+    with transaction.atomic():
+        same = Photo.objects.select_for_update().filter(content_hash=whole).exclude(pk=photo.pk).first()
+        if same is not None:
+            SourceFile.objects.filter(photo=photo).update(photo=same)
+            photo.delete()
+            return False
+        Photo.objects.filter(pk=photo.pk).update(content_hash=whole, hash_pending=False)
+    photo.content_hash, photo.hash_pending = whole, False
+    return True
 
 
 def register() -> None:

@@ -260,7 +260,7 @@ OCR = envbool("SHOEBOX_OCR", True)
 GEOCODE = envbool("SHOEBOX_GEOCODE", True)
 GALLERY_PAGE_SIZE = envint("SHOEBOX_PAGE_SIZE", 60)
 # Threads reading files during a scan (hashing releases the GIL).
-SCAN_THREADS = envint("SHOEBOX_SCAN_THREADS", min(4, (os.cpu_count() or 1) + 1))
+SCAN_THREADS = envint("SHOEBOX_SCAN_THREADS", 1)
 # Photos per thumbnail task: big enough to amortise task overhead, small
 # enough that a crash costs little.
 THUMBNAIL_BATCH = envint("SHOEBOX_THUMBNAIL_BATCH", 50)

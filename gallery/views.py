@@ -11,6 +11,7 @@ import os
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db.models import Q
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -78,7 +79,10 @@ def thumbnail(request, content_hash: str, size: str):
     except ValueError:
         raise Http404("no such thumbnail") from None
     if not path.is_file():
-        photo = get_object_or_404(Photo, content_hash=content_hash)
+        # Named by its content hash, or by the quick hash it had before the thumbnail stage hashed it whole.
+        photo = Photo.objects.filter(Q(content_hash=content_hash) | Q(quick_hash=content_hash)).first()
+        if photo is None:
+            raise Http404("no such photo")
         response = render(request, "gallery/placeholder.svg", {"photo": photo}, content_type="image/svg+xml")
         response["Cache-Control"] = "private, max-age=10"
         return response

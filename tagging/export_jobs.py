@@ -23,7 +23,7 @@ from django.db.models import Exists, OuterRef
 from gallery import engine, stages
 from gallery.models import Photo, PhotoStage
 from gallery.originals import OriginalMissing, source_path
-from gallery.scanner import file_hash
+from gallery.content import file_hash, quick_hash
 from gallery.thumbnails import thumbnail_path
 from tagging import export, tags
 from tagging.models import PhotoTag
@@ -116,7 +116,9 @@ def record_new_content(photo: Photo, written) -> None:
         if new_hash == photo.content_hash or Photo.objects.filter(content_hash=new_hash).exists():
             return
         old_hash = photo.content_hash
-        Photo.objects.filter(pk=photo.pk).update(content_hash=new_hash, file_size=os.stat(written[0][1]).st_size)
+        Photo.objects.filter(pk=photo.pk).update(content_hash=new_hash, hash_pending=False,
+                                                 quick_hash=quick_hash(written[0][1]),
+                                                 file_size=os.stat(written[0][1]).st_size)
     for size in settings.THUMBNAIL_SIZES:  # thumbnails are kept by content hash: same pixels, new name
         old = thumbnail_path(settings.THUMBNAIL_DIR, old_hash, size)
         if old.exists():

@@ -22,7 +22,7 @@ from PIL import Image
 
 from gallery import engine, libraries, metadata, scans
 from gallery.models import Photo, PhotoStage
-from gallery.scanner import file_hash
+from gallery.content import file_hash
 from gallery.thumbnails import thumbnail_path
 from tagging import export, export_jobs, tags
 from tagging.export_jobs import ExportOptions, export_photo

@@ -15,7 +15,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from gallery import libraries, scanner, scans
+from gallery import content, libraries, scanner, scans
 from gallery.models import Library, Photo, SourceFile
 
 pytestmark = pytest.mark.django_db
@@ -107,16 +107,16 @@ def test_a_file_that_changes_while_it_is_read_is_read_again_next_scan_not_stored
     growing.write_bytes(jpeg_bytes(7))
     (root / "steady.jpg").write_bytes(jpeg_bytes(8))
 
-    hash_file = scanner.file_hash
+    hash_file = content.scan_hashes
 
-    def hash_while_a_copy_appends(path):
-        digest = hash_file(path)
+    def hash_while_a_copy_appends(path, size):
+        digests = hash_file(path, size)
         if path.endswith(b"copying.jpg") and growing.stat().st_size < 10_000:
             with open(growing, "ab") as f:  # another program is still writing the file
                 f.write(b"\0" * 20_000)
-        return digest
+        return digests
 
-    monkeypatch.setattr(scanner, "file_hash", hash_while_a_copy_appends)
+    monkeypatch.setattr(content, "scan_hashes", hash_while_a_copy_appends)
     library, report = scan(root)
     results = {f.path: f for f in report.files}
     assert results["steady.jpg"].outcome == "imported"
@@ -125,7 +125,7 @@ def test_a_file_that_changes_while_it_is_read_is_read_again_next_scan_not_stored
     assert Photo.objects.count() == 1
 
     # The copy has finished: the next scan reads it whole.
-    monkeypatch.setattr(scanner, "file_hash", hash_file)
+    monkeypatch.setattr(content, "scan_hashes", hash_file)
     again = {f.path: f for f in scans.import_library(library).files}
     assert again["copying.jpg"].outcome == "imported"
     assert again["steady.jpg"].outcome == "unchanged"
