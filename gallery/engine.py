@@ -663,12 +663,13 @@ def has_work() -> bool:
     run now: work waiting for the next hour (or for someone to open the photo)
     is not work the machine is doing.
     """
-    if PhotoStage.objects.filter(state__in=[State.QUEUED, State.RUNNING]).exists():
-        return True
-    return any(
-        _ready(spec, PhotoStage.objects.filter(stage=spec.name, state=State.PENDING)).exists()
-        for spec in stages.ordered() if spec.paced is None or spec.paced() > 0
-    )
+    # One statement, so one snapshot: asked one after the other, a row could go from pending to queued
+    # between the two questions and be seen by neither.
+    work = PhotoStage.objects.filter(state__in=[State.QUEUED, State.RUNNING])
+    for spec in stages.ordered():
+        if spec.paced is None or spec.paced() > 0:
+            work = work | _ready(spec, PhotoStage.objects.filter(stage=spec.name, state=State.PENDING))
+    return work.exists()
 
 
 def eta_seconds(stage: str) -> float | None:
