@@ -78,6 +78,7 @@ def make_photos(folder: Path, count: int) -> None:
         ifd[0x829D] = 5.6  # FNumber
         ifd[0x8827] = 400  # ISO
         ifd[0x920A] = 50.0  # FocalLength
+        ifd[0xA420] = f"{i:032x}"  # ImageUniqueID: the times and places above repeat every 420 files
         gps = exif.get_ifd(0x8825)
         gps[1], gps[2] = "N", (43.0, 28.0, float(i * 7 % 60))
         gps[3], gps[4] = "E", (11.0, 53.0, float(i * 11 % 60))

@@ -362,18 +362,18 @@ class Scanner:
                 todo.append(e)
         SourceFile.objects.filter(pk__in=unchanged_ids).update(last_seen=self.now)
 
-        done = len(entries) - len(todo)
-        # Reading files (hashing, sniffing, metadata) runs in a reading thread
-        # (SCAN_THREADS), while this thread writes the previous batch; the
-        # kernel is asked ahead for the parts of the files that will be read.
+        # Reading files (hashing, sniffing, metadata) runs in SCAN_THREADS threads while this
+        # one writes the previous batch; the kernel is asked ahead for the parts of the next
+        # batches' files that will be read.
         batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
+        self.done, self.total = len(entries) - len(todo), len(entries)
         for batch in batches[:2]:
             self._prefetch(batch)
         threads = max(1, settings.SCAN_THREADS)
         with ThreadPoolExecutor(max_workers=threads) as pool:
 
             def submit(batch: list[_Entry]):
-                # One task per thread, not per file: a thread hands the GIL over once a batch, not once a file.
+                # One task per thread, not per file: a thread hands the GIL over once a batch.
                 step = -(-len(batch) // threads)
                 return [pool.submit(self._read_all, batch[i : i + step]) for i in range(0, len(batch), step)]
 
@@ -383,20 +383,10 @@ class Scanner:
                 ahead = submit(batches[n + 1]) if n + 1 < len(batches) else []
                 if n + 2 < len(batches):
                     self._prefetch(batches[n + 2])
-                reads = [r for f in current for r in f.result()]
-                self._check_root()  # reads that failed because the folder went away are not stored
-                with transaction.atomic():
-                    self._store(reads)
-                done += len(batch)
-                if self.progress:
-                    self.progress(done, len(entries))
-                if self.heartbeat:
-                    self.heartbeat()
-                if ahead and self.deadline is not None and time.monotonic() > self.deadline:
+                if not self._write_batch([r for f in current for r in f.result()], more=bool(ahead)):
                     self._stopping = True  # the batch being read ahead stops after its current file
                     for future in ahead:
                         future.cancel()
-                    self.report.complete = False
                     break
 
         if self.report.complete:
@@ -411,6 +401,21 @@ class Scanner:
                 f"the library folder {self.library.root} disappeared during the scan (a drive unplugged or "
                 "a share unmounted?); nothing was flagged missing — rescan when it is back"
             )
+
+    def _write_batch(self, reads: list[_Read], *, more: bool) -> bool:
+        """Store one batch's reads; False when the scan stops here (its deadline passed, files remain)."""
+        self._check_root()  # reads that failed because the folder went away are not stored
+        with transaction.atomic():
+            self._store(reads)
+        self.done += len(reads)
+        if self.progress:
+            self.progress(self.done, self.total)
+        if self.heartbeat:
+            self.heartbeat()
+        if more and self.deadline is not None and time.monotonic() > self.deadline:
+            self.report.complete = False
+            return False
+        return True
 
     def _prefetch(self, batch: list[_Entry]) -> None:
         content.prefetch(os.path.join(self.root, e.rel) for e in batch)
