@@ -195,6 +195,8 @@ class Photo(models.Model):
         indexes = [
             # The gallery grid: newest first, keyset pagination on (taken_at, id).
             models.Index(fields=["-taken_at", "-id"], name="photo_taken_id"),
+            # The scan looks up photos from before quick hashes by size (gallery.content).
+            models.Index(fields=["file_size"], name="photo_size_no_quick_hash", condition=models.Q(quick_hash="")),
         ]
 
     def __str__(self) -> str:

@@ -457,6 +457,10 @@ class Scanner:
                 continue
             known = self.known.get(rel)
             photo = by_hash.get(r.content_hash)
+            if photo is not None and photo.pk is not None and not photo.quick_hash:
+                # A photo from before quick hashes: it has one now (its content was read again).
+                photo.quick_hash = r.quick_hash
+                Photo.objects.filter(pk=photo.pk).update(quick_hash=r.quick_hash)
             if photo is not None and photo.pk is None:
                 # Same content as a photo first seen earlier in this batch.
                 r.outcome = Outcome.DUPLICATE

@@ -142,6 +142,7 @@ def test_a_copy_of_a_photo_imported_before_quick_hashes_is_found_by_its_size(tmp
     shutil.copy(first, root / "b.jpg")
     assert outcomes(rescan(library))["b.jpg"] == "duplicate"
     assert Photo.objects.count() == 1
+    assert Photo.objects.get().quick_hash == content.quick_hash(first), "and it has a quick hash now"
 
 
 def test_a_copy_only_the_thumbnail_stage_recognises_joins_the_older_photo(tmp_path):
