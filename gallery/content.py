@@ -69,17 +69,11 @@ def _quick(size: int, head: bytes, tail: bytes) -> str:
 def quick_hash(path: bytes | str) -> str:
     """The quick hash of the file at ``path`` (hex, 64 characters; never equal to a whole-file hash)."""
     with open(path, "rb") as f:
-        return _quick_of(f, os.fstat(f.fileno()).st_size)
-
-
-def _quick_of(f, size: int) -> str:
-    head = f.read(SPAN)
-    if size > 2 * SPAN:
-        f.seek(-SPAN, os.SEEK_END)
-        tail = f.read(SPAN)
-    else:
-        tail = f.read()
-    return _quick(size, head, tail)
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(SPAN)
+        if size > 2 * SPAN:
+            f.seek(-SPAN, os.SEEK_END)
+        return _quick(size, head, f.read(SPAN))
 
 
 def scan_hashes(path: bytes | str, size: int) -> tuple[str, str]:
@@ -90,12 +84,8 @@ def scan_hashes(path: bytes | str, size: int) -> tuple[str, str]:
         return quick_hash(path), ""
     with open(path, "rb") as f:
         data = f.read()
-    n = len(data)
-    if n > 2 * SPAN:
-        quick = _quick(n, data[:SPAN], data[-SPAN:])
-    else:
-        quick = _quick(n, data[:SPAN], data[SPAN:])
-    return quick, blake3.blake3(data).hexdigest()
+    tail = data[-SPAN:] if len(data) > 2 * SPAN else data[SPAN:]
+    return _quick(len(data), data[:SPAN], tail), blake3.blake3(data).hexdigest()
 
 
 def whole_hash_matching(path: bytes | str, quick: str) -> str:

@@ -220,3 +220,18 @@ def test_a_copy_that_changes_before_it_is_hashed_whole_is_read_again_next_scan(t
     monkeypatch.setattr(scanner.Scanner, "_store", store)
     assert outcomes(rescan(library)) == {"a.jpg": "unchanged", "b.jpg": "imported"}
     assert Photo.objects.count() == 2  # b.jpg now holds other content: a photo of its own
+
+
+@pytest.mark.parametrize("size", [1, content.SPAN, content.SPAN + 1, 2 * content.SPAN, 2 * content.SPAN + 1,
+                                  content.WHOLE_UP_TO, content.WHOLE_UP_TO + 1])
+def test_the_quick_hash_is_the_same_read_whole_or_in_part_and_covers_size_head_and_tail(tmp_path, size):
+    data = bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    quick, whole = content.scan_hashes(path, size)
+    assert quick == content.quick_hash(path) != content.file_hash(path)
+    assert whole == ("" if size > content.WHOLE_UP_TO else content.file_hash(path))
+    for changed in (b"x" + data[1:], data[:-1] + b"x", data + b"x"):  # head, tail, size
+        if changed != data:
+            path.write_bytes(changed)
+            assert content.quick_hash(path) != quick
