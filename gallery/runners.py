@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +14,11 @@ from gallery.models import Photo, SourceFile
 from gallery.originals import original_path
 
 THUMBNAIL = "thumbnail"
+
+# Called as hook(merged photo id, id of the photo it joined) when the thumbnail stage finds a photo
+# holding an older one's content, before the merged photo is deleted: apps move over what the owner
+# decided on it (the tagging app: tag decisions and the owner's caption).
+ON_MERGE: list[Callable[[int, int], None]] = []
 
 
 def render_thumbnails(batch) -> None:
@@ -48,14 +55,17 @@ def confirm_content(photo: Photo) -> bool:
     Its file must still have the quick hash the scan read (else ``ContentChanged``:
     the next scan reads the edit). When another photo turns out to hold the same
     content (imported before quick hashes, or by a scan running at the same time),
-    ``photo``'s files join that one, as the scan would have done, and ``photo`` —
-    just imported, its thumbnails not yet made — is deleted: returns False.
+    ``photo``'s files join that one, as the scan would have done, what the owner
+    decided on ``photo`` meanwhile moves over (``ON_MERGE``), and ``photo`` — just
+    imported, its thumbnails not yet made — is deleted: returns False.
     """
     whole = content.whole_hash_matching(original_path(photo), photo.quick_hash)
     with transaction.atomic():
         same = Photo.objects.select_for_update().filter(content_hash=whole).exclude(pk=photo.pk).first()
         if same is not None:
             SourceFile.objects.filter(photo=photo).update(photo=same)
+            for hook in ON_MERGE:
+                hook(photo.pk, same.pk)
             photo.delete()
             return False
         Photo.objects.filter(pk=photo.pk).update(content_hash=whole, hash_pending=False)

@@ -7,6 +7,7 @@ class TaggingConfig(AppConfig):
 
     def ready(self):
         from gallery import recovery, scans
+        from gallery import runners as gallery_runners
         from ocr import runners as ocr_runners
         from tagging import documents, export_jobs, runners, search, tags
 
@@ -15,6 +16,8 @@ class TaggingConfig(AppConfig):
         # Keywords in the files become accepted tags, then the search documents are rebuilt.
         scans.AFTER_SCAN.append(tags.import_file_keywords)
         scans.AFTER_SCAN.append(documents.refresh)
+        # A photo found to hold an older photo's content hands its tag decisions and caption over.
+        gallery_runners.ON_MERGE.append(tags.carry_over)
         # Naming, merging or moving faces changes whose names a photo's document holds.
         from people import naming
 

@@ -349,6 +349,26 @@ def set_owner_caption(photo: Photo, text: str, *, by=None) -> OwnerCaption | Non
     return caption
 
 
+def carry_over(old_id: int, new_id: int) -> None:
+    """Photo ``old_id`` turned out to hold ``new_id``'s content (``gallery.runners.ON_MERGE``): what the
+    owner decided on it moves over — each decided tag ``new_id`` has not decided itself, the history
+    of those decisions, and the owner's caption unless ``new_id`` has one."""
+    from tagging import documents
+
+    theirs = {link.tag_id: link for link in PhotoTag.objects.filter(photo_id=new_id)}
+    for link in PhotoTag.objects.filter(photo_id=old_id, decided_at__isnull=False):
+        other = theirs.get(link.tag_id)
+        if other is None:
+            PhotoTag.objects.filter(pk=link.pk).update(photo_id=new_id)
+        elif other.decided_at is None:
+            PhotoTag.objects.filter(pk=other.pk).update(state=link.state, decided_by=link.decided_by_id,
+                                                       decided_at=link.decided_at)
+    TagDecision.objects.filter(photo_id=old_id).update(photo_id=new_id)
+    if not OwnerCaption.objects.filter(photo_id=new_id).exists():
+        OwnerCaption.objects.filter(photo_id=old_id).update(photo_id=new_id)
+    documents.refresh([new_id])
+
+
 def _after_decisions(tag_ids: Iterable[int], photo_ids: Iterable[int]) -> None:
     """Search documents follow the tags; tags with enough decisions are learned again (in the worker)."""
     from tagging import documents, learn

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
+from django.contrib.postgres.search import SearchQuery
 from PIL import Image
 
 from gallery import content, engine, libraries, runners, scanner, scans
 from gallery.models import Photo, PhotoStage, SourceFile
 from gallery.thumbnails import thumbnail_path
+from tagging import tags
+from tagging.models import OwnerCaption, PhotoTag, SearchDocument, TagDecision
+from tests.factories import make_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +150,7 @@ def test_a_copy_of_a_photo_imported_before_quick_hashes_is_found_by_its_size(tmp
     assert Photo.objects.get().quick_hash == content.quick_hash(first), "and it has a quick hash now"
 
 
-def test_a_copy_only_the_thumbnail_stage_recognises_joins_the_older_photo(tmp_path):
+def test_a_copy_only_the_thumbnail_stage_recognises_joins_the_older_photo(tmp_path, django_user_model):
     root = tmp_path / "lib"
     first = large_jpeg(root / "a.jpg", 7)
     library, _ = scan(root)
@@ -156,11 +161,22 @@ def test_a_copy_only_the_thumbnail_stage_recognises_joins_the_older_photo(tmp_pa
     shutil.copy(first, root / "b.jpg")
     assert outcomes(rescan(library))["b.jpg"] == "imported"
     newer = Photo.objects.get(hash_pending=True)
+    # The owner gets to the new photo first: a tag, and a caption of their own.
+    owner = django_user_model.objects.create_user("owner", is_staff=True)
+    tags.add(newer, "Beach", by=owner)
+    tags.set_owner_caption(newer, "Our beach, the first morning", by=owner)
 
     run_thumbnails()
     assert list(Photo.objects.values_list("pk", flat=True)) == [older.pk]
     assert sorted(SourceFile.objects.filter(photo=older).values_list("relpath", flat=True)) == ["a.jpg", "b.jpg"]
     assert not PhotoStage.objects.filter(photo_id=newer.pk).exists()
+    # What the owner decided was kept, on the photo it belongs to.
+    beach = PhotoTag.objects.get(photo=older, tag__path="Beach")
+    assert (beach.state, beach.decided_by) == ("accepted", owner)
+    assert TagDecision.objects.filter(photo=older, action="add").exists()
+    assert OwnerCaption.objects.get(photo=older).caption == "Our beach, the first morning"
+    morning = SearchQuery("morning", config="english")
+    assert SearchDocument.objects.filter(photo=older, document=morning).exists(), "and it is searchable"
 
 
 def test_a_file_edited_after_the_scan_fails_its_thumbnails_with_the_reason_until_the_next_scan(tmp_path):
@@ -235,3 +251,20 @@ def test_the_quick_hash_is_the_same_read_whole_or_in_part_and_covers_size_head_a
         if changed != data:
             path.write_bytes(changed)
             assert content.quick_hash(path) != quick
+
+
+def test_a_merge_keeps_the_older_photos_own_decisions_and_takes_the_newer_ones_where_it_had_none(
+        library, django_user_model):
+    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    older, newer = make_photo(library, "a.jpg", taken=when), make_photo(library, "b.jpg", taken=when)
+    owner = django_user_model.objects.create_user("owner", is_staff=True)
+    sunset = tags.add(older, "Sunset", by=owner).tag
+    tags.decide(sunset, [older.pk], accept=False, by=owner)  # the owner said no, on the older photo
+    cat = tags.for_path(["Cat"])
+    PhotoTag.objects.create(photo=older, tag=cat, source="caption")  # only a suggestion there
+    for name in ("Sunset", "Cat", "Dog"):
+        tags.add(newer, name, by=owner)
+
+    tags.carry_over(newer.pk, older.pk)
+    states = dict(PhotoTag.objects.filter(photo=older).values_list("tag__path", "state"))
+    assert states == {"Sunset": "rejected", "Cat": "accepted", "Dog": "accepted"}
