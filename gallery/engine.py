@@ -54,9 +54,9 @@ from django.utils import timezone
 from django_q.exceptions import TimeoutException
 
 from gallery import holders, stages
+from gallery.content import ContentChanged
 from gallery.imaging import BrokenImage, SkipFile
 from gallery.models import Photo, PhotoStage
-from gallery.content import ContentChanged
 from gallery.originals import OriginalMissing
 from gallery.stages import StageSpec, StageUnavailable
 

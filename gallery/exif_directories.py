@@ -44,9 +44,6 @@ class Ratio:
     def __init__(self, numerator: int, denominator: int):
         self.numerator, self.denominator = numerator, denominator
 
-    def __float__(self) -> float:
-        return self.numerator / self.denominator if self.denominator else float("nan")
-
     def __repr__(self) -> str:
         return f"{self.numerator}/{self.denominator}"
 

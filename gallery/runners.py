@@ -31,12 +31,13 @@ def render_thumbnails(batch) -> None:
     """
     for photo in batch.photos:
         with batch.guard(photo):
-            if photo.hash_pending and not confirm_content(photo):
+            path = original_path(photo)
+            if photo.hash_pending and not confirm_content(photo, path):
                 batch.gone(photo)
                 continue
             try:
                 thumbnails.render_thumbnails(
-                    original_path(photo), photo.content_hash, thumb_dir=settings.THUMBNAIL_DIR,
+                    path, photo.content_hash, thumb_dir=settings.THUMBNAIL_DIR,
                     sizes=settings.THUMBNAIL_SIZES, quality=settings.THUMBNAIL_QUALITY,
                     max_pixels=settings.MAX_IMAGE_PIXELS,
                 )
@@ -49,17 +50,17 @@ def render_thumbnails(batch) -> None:
                 )
 
 
-def confirm_content(photo: Photo) -> bool:
-    """Replace the quick hash a scan gave ``photo`` with the hash of its whole content.
+def confirm_content(photo: Photo, path: bytes) -> bool:
+    """Replace the quick hash a scan gave ``photo`` with the hash of its whole content, read at ``path``.
 
-    Its file must still have the quick hash the scan read (else ``ContentChanged``:
+    That file must still have the quick hash the scan read (else ``ContentChanged``:
     the next scan reads the edit). When another photo turns out to hold the same
     content (imported before quick hashes, or by a scan running at the same time),
     ``photo``'s files join that one, as the scan would have done, what the owner
     decided on ``photo`` meanwhile moves over (``ON_MERGE``), and ``photo`` — just
     imported, its thumbnails not yet made — is deleted: returns False.
     """
-    whole = content.whole_hash_matching(original_path(photo), photo.quick_hash)
+    whole = content.whole_hash_matching(path, photo.quick_hash)
     with transaction.atomic():
         same = Photo.objects.select_for_update().filter(content_hash=whole).exclude(pk=photo.pk).first()
         if same is not None:

@@ -445,6 +445,7 @@ class Scanner:
         hashes = {r.content_hash for r in reads if r.info is not None and not r.outcome}
         by_hash = {p.content_hash: p for p in Photo.objects.filter(content_hash__in=hashes)}
         new_photos: list[Photo] = []
+        given_quick_hashes: list[Photo] = []
         for r in reads:
             rel = r.entry.rel
             path = display_path(rel)
@@ -460,7 +461,7 @@ class Scanner:
             if photo is not None and photo.pk is not None and not photo.quick_hash:
                 # A photo from before quick hashes: it has one now (its content was read again).
                 photo.quick_hash = r.quick_hash
-                Photo.objects.filter(pk=photo.pk).update(quick_hash=r.quick_hash)
+                given_quick_hashes.append(photo)
             if photo is not None and photo.pk is None:
                 # Same content as a photo first seen earlier in this batch.
                 r.outcome = Outcome.DUPLICATE
@@ -507,6 +508,7 @@ class Scanner:
                     photo = by_hash[r.content_hash]
                     self._upsert_file(r.entry, photo=photo, outcome=SourceFile.Outcome.PHOTO)
                     results[display_path(r.entry.rel)].photo_id = photo.pk
+        Photo.objects.bulk_update(given_quick_hashes, ["quick_hash"])
         self._flush_files()
 
     def _confirm_content(self, reads: list[_Read]) -> None:

@@ -11,9 +11,9 @@ import os
 from urllib.parse import quote
 
 from django.conf import settings
-from django.db.models import Q
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse

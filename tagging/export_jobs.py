@@ -21,9 +21,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from gallery import engine, stages
+from gallery.content import hashes
 from gallery.models import Photo, PhotoStage
 from gallery.originals import OriginalMissing, source_path
-from gallery.content import file_hash, quick_hash
 from gallery.thumbnails import thumbnail_path
 from tagging import export, tags
 from tagging.models import PhotoTag
@@ -103,22 +103,21 @@ def export_photo(photo: Photo, options: ExportOptions, *, dry_run: bool = False)
 
 def record_new_content(photo: Photo, written) -> None:
     """Files rewritten in place: their new size, time and hash, so a rescan finds the same photo."""
-    hashes = set()
+    found = set()  # (quick hash, whole hash, size) of each rewritten file
     with transaction.atomic():
         for sf, path in written:
             st = os.stat(path)
             type(sf).objects.filter(pk=sf.pk).update(size=st.st_size, mtime_ns=st.st_mtime_ns)
-            hashes.add(file_hash(os.fsencode(path)))
+            found.add((*hashes(os.fsencode(path)), st.st_size))
         others = [sf for sf in photo.present_files() if sf.pk not in {w[0].pk for w in written}]
-        if len(hashes) != 1 or others:
+        if len(found) != 1 or others:
             return  # a copy not rewritten keeps the old content: the photo keeps its hash
-        new_hash = hashes.pop()
+        new_quick, new_hash, new_size = found.pop()
         if new_hash == photo.content_hash or Photo.objects.filter(content_hash=new_hash).exists():
             return
         old_hash = photo.content_hash
-        Photo.objects.filter(pk=photo.pk).update(content_hash=new_hash, hash_pending=False,
-                                                 quick_hash=quick_hash(written[0][1]),
-                                                 file_size=os.stat(written[0][1]).st_size)
+        Photo.objects.filter(pk=photo.pk).update(content_hash=new_hash, quick_hash=new_quick, hash_pending=False,
+                                                 file_size=new_size)
     for size in settings.THUMBNAIL_SIZES:  # thumbnails are kept by content hash: same pixels, new name
         old = thumbnail_path(settings.THUMBNAIL_DIR, old_hash, size)
         if old.exists():
